@@ -1,0 +1,1 @@
+"""Call routing: dialplan, IVR flows, queues, agents, supervisor actions."""

@@ -1,0 +1,1 @@
+"""Load and quality harness: `python -m bench SCENARIO [options] --json OUT`."""

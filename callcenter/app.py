@@ -1,0 +1,230 @@
+"""Wiring: builds every module from the configuration, starts them on the one event loop, and
+stops them in reverse order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import socket
+import time
+from pathlib import Path
+
+import aiosqlite
+import uvicorn
+
+from acd.directory import MIGRATIONS as ACD_MIGRATIONS
+from acd.directory import Extension, ExtensionDirectory
+from callcenter.bus import EventBus
+from callcenter.config import Config, ConfigError
+from callcenter.database import apply_all, open_database
+from callcenter.tls import ensure_self_signed, server_context
+from sipstack.addressing import Transport
+from sipstack.auth import DigestAlgorithm
+from sipstack.errors import SipParseError
+from sipstack.registrar import RegistrarPolicy
+from sipstack.registrar_store import MIGRATIONS as SIP_MIGRATIONS
+from sipstack.registrar_store import BindingStore
+from sipstack.security import SecurityPolicy
+from sipstack.server import ServerSettings, SipServer
+from sipstack.transport.manager import TransportManager
+from webui.app import WebServices, create_app
+
+log = logging.getLogger(__name__)
+
+# How often expired registrations are swept from memory and the database.
+EXPIRY_SWEEP_INTERVAL = 15.0
+DEMO_EXTENSIONS = range(1001, 1021)
+
+
+def schemas() -> dict[str, list[str]]:
+    """Every component's migrations, in the order they may depend on each other."""
+    return {"sip": SIP_MIGRATIONS, "acd": ACD_MIGRATIONS}
+
+
+class Application:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.bus = EventBus()
+        self.db: aiosqlite.Connection | None = None
+        self._sip_db: aiosqlite.Connection | None = None
+        self.directory: ExtensionDirectory | None = None
+        self.sip: SipServer | None = None
+        self.transports: TransportManager | None = None
+        self.store: BindingStore | None = None
+        self._http: uvicorn.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.ports: dict[str, int] = {}
+        self.started = asyncio.Event()
+
+    # ------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        cfg = self.config
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        db_path = cfg.data_dir / "callcenter.db"
+        self.db = await open_database(db_path)
+        await apply_all(self.db, schemas())
+        # The registrar's write-behind flusher gets a connection of its own, so its batches never
+        # interleave with the business transactions on the main one (WAL lets both proceed).
+        self._sip_db = await open_database(db_path)
+
+        self.directory = ExtensionDirectory(self.db)
+        if cfg.demo:
+            await self._seed_demo()
+        await self.directory.load()
+
+        self.store = BindingStore(self._sip_db)
+        try:
+            algorithms = tuple(DigestAlgorithm.from_token(a) for a in cfg.sip.digest_algorithms)
+        except SipParseError as exc:
+            raise ConfigError(f"[sip] digest_algorithms: {exc.reason}") from None
+        settings = ServerSettings(realm=cfg.sip.realm, user_agent=cfg.sip.user_agent,
+                                  nonce_lifetime=float(cfg.sip.nonce_lifetime),
+                                  nonce_secret=self._secret("nonce.key"),
+                                  digest_algorithms=algorithms)
+        security = SecurityPolicy(**{k: getattr(cfg.security, k) for k in (
+            "rate_limit", "rate_window", "rate_ban", "auth_fail_limit", "auth_fail_window", "auth_fail_ban", "allow")})
+        policy = RegistrarPolicy(cfg.sip.min_expires, cfg.sip.max_expires, cfg.sip.default_expires)
+        self.sip = SipServer(settings, security, policy, self.directory.secret, self.store)
+        self.sip.registrar.load(await self.store.load(time.time()))
+        self.store.start()
+
+        self.transports = TransportManager(self.sip.on_message, self.sip.flow_closed)
+        self.sip.attach(asyncio.get_running_loop(), self.transports.send)
+        await self._listen_sip()
+        await self._start_http()
+        self._tasks.append(asyncio.get_running_loop().create_task(self._sweep_expired(), name="expiry"))
+        self.started.set()
+        log.info("callcenter ready: %s", json.dumps(self.ports))
+
+    async def stop(self) -> None:
+        if self._http is not None:
+            self._http.should_exit = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.transports is not None:
+            await self.transports.close()
+        if self.store is not None:
+            await self.store.close()
+        for conn in (self._sip_db, self.db):
+            if conn is not None:
+                await conn.close()
+
+    # ------------------------------------------------------------- parts
+
+    async def _listen_sip(self) -> None:
+        cfg, net = self.config, self.config.network
+        assert self.transports is not None
+        wanted = set(net.transports)
+        tls_ctx = None
+        if "tls" in wanted:
+            cert, key = ensure_self_signed(cfg.data_dir / "tls", cfg.advertised_address)
+            tls_ctx = server_context(cert, key)
+        sip_port = net.sip_port or _free_port_pair(net.bind)
+        await self.transports.listen(
+            net.bind,
+            udp_port=sip_port if "udp" in wanted else None,
+            tcp_port=sip_port if "tcp" in wanted else None,
+            tls_port=(net.sip_tls_port or 0) if "tls" in wanted else None,
+            tls=tls_ctx,
+        )
+        for transport in (Transport.UDP, Transport.TCP, Transport.TLS):
+            port = self.transports.port(transport)
+            if port is not None:
+                self.ports[f"sip_{transport.value}"] = port
+
+    async def _start_http(self) -> None:
+        net = self.config.network
+        services = WebServices(health=self.health, metrics=self.metrics,
+                               sip_websocket=self.transports.serve_websocket if self.transports else None)
+        sock = socket.socket(socket.AF_INET6 if ":" in net.bind else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((net.bind, net.http_port))
+        self.ports["http"] = sock.getsockname()[1]
+        config = uvicorn.Config(create_app(services), loop="none", lifespan="off", log_level="warning",
+                                ws="websockets-sansio", access_log=False)
+        self._http = uvicorn.Server(config)
+        self._http.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # ours rule
+        self._tasks.append(asyncio.get_running_loop().create_task(self._http.serve(sockets=[sock]), name="http"))
+
+    async def _seed_demo(self) -> None:
+        assert self.directory is not None
+        await self.directory.load()
+        for number in DEMO_EXTENSIONS:
+            if self.directory.get(str(number)) is None:
+                # Demo only: the password of extension N is "demoN" (ARCHITECTURE.md).
+                await self.directory.upsert(Extension(str(number), f"分机 {number}", f"demo{number}"))
+
+    async def _sweep_expired(self) -> None:
+        while True:
+            await asyncio.sleep(EXPIRY_SWEEP_INTERVAL)
+            if self.sip is not None and self.store is not None:
+                gone = self.sip.registrar.expire(time.time())
+                if gone:
+                    self.store.save([], gone)
+
+    def _secret(self, name: str) -> bytes:
+        """A random secret kept in the data dir, so nonces stay valid across a restart."""
+        path: Path = self.config.data_dir / name
+        if not path.exists():
+            path.write_bytes(secrets.token_bytes(32))
+            path.chmod(0o600)
+        return path.read_bytes()
+
+    # ------------------------------------------------------------- health and metrics
+
+    async def health(self) -> dict[str, bool]:
+        db_ok = False
+        if self.db is not None:
+            try:
+                async with self.db.execute("SELECT 1") as cur:
+                    db_ok = (await cur.fetchone()) is not None
+            except Exception:
+                db_ok = False
+        sip_ok = self.transports is not None and bool(self.ports.get("sip_udp") or self.ports.get("sip_tcp"))
+        return {"sip": sip_ok, "database": db_ok}
+
+    def metrics(self) -> str:
+        lines: list[str] = []
+
+        def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
+            lines.append(f"# HELP {name} {help_text}")
+            lines.append(f"# TYPE {name} {kind}")
+            lines.extend(f"{name}{labels} {value}" for labels, value in samples)
+
+        if self.sip is not None:
+            counters = sorted(self.sip.counters.items())
+            metric("callcenter_sip_events_total", "counter", "SIP messages and outcomes by kind",
+                   [(f'{{kind="{k}"}}', v) for k, v in counters])
+            metric("callcenter_sip_registrations", "gauge", "Live registrar bindings",
+                   [("", self.sip.registrar.binding_count)])
+            metric("callcenter_sip_transactions", "gauge", "Live SIP transactions",
+                   [("", len(self.sip.transactions))])
+            metric("callcenter_sip_banned_sources", "gauge", "Source addresses banned now",
+                   [("", len(self.sip.guard.banned(self.sip.now())))])
+        if self.transports is not None:
+            metric("callcenter_sip_connections", "gauge", "Open TCP/TLS/WebSocket SIP connections",
+                   [("", len(self.transports.flows))])
+        return "\n".join(lines) + "\n"
+
+
+def _free_port_pair(host: str) -> int:
+    """A port free for both UDP and TCP (SIP listens on the same number on both)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(50):
+        with socket.socket(family, socket.SOCK_DGRAM) as udp:
+            udp.bind((host, 0))
+            port = udp.getsockname()[1]
+            with socket.socket(family, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind((host, port))
+                except OSError:
+                    continue
+                return port
+    raise OSError("no port free for both UDP and TCP")

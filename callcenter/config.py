@@ -1,0 +1,122 @@
+"""Configuration: one dataclass tree, read from a TOML file, overridden by the command line.
+
+Section and key names in the TOML file are the field names below, e.g.
+
+    [network]
+    bind = "0.0.0.0"
+    sip_port = 5060
+
+    [security]
+    allow = ["192.0.2.0/24"]     # trunks and the office: never rate-limited or banned
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration file or option that cannot be used, with a message saying why."""
+
+
+@dataclass
+class NetworkConfig:
+    bind: str = "127.0.0.1"
+    #: Address put in Via/Contact/SDP when `bind` is a wildcard; defaults to `bind`.
+    advertise: str | None = None
+    sip_port: int = 5060
+    sip_tls_port: int = 5061
+    http_port: int = 8000
+    rtp_port_min: int = 10000
+    rtp_port_max: int = 19999
+    #: Transports to listen on; "ws" is served on the HTTP port under /sip.
+    transports: list[str] = field(default_factory=lambda: ["udp", "tcp", "tls", "ws"])
+
+
+@dataclass
+class SipConfig:
+    #: Realm of digest challenges and the domain extensions register under.
+    realm: str = "callcenter"
+    user_agent: str = "callcenter/0.1"
+    min_expires: int = 60
+    max_expires: int = 3600
+    default_expires: int = 3600
+    #: Seconds a digest nonce stays valid before `stale=true` makes the client retry.
+    nonce_lifetime: int = 300
+    #: Digest algorithms challenged with, most preferred first (RFC 8760 §2.4: one challenge
+    #: each; both MD5 and SHA-256 are implemented). The default is MD5 alone because clients
+    #: in the field break on a second challenge: SIPp 3.6.1 reads only the first and knows only
+    #: MD5; baresip 1.0.0 (libre) refuses the whole 401 if any challenge is not MD5; older desk
+    #: phones behave alike. Where every client speaks SHA-256, use ["SHA-256", "MD5"] or
+    #: ["SHA-256"].
+    digest_algorithms: list[str] = field(default_factory=lambda: ["MD5"])
+
+
+@dataclass
+class SecurityConfig:
+    #: Per-source flood limit (like Kamailio's pike): more than `rate_limit` requests within
+    #: `rate_window` seconds from one address bans it for `rate_ban` seconds.
+    rate_limit: int = 2000
+    rate_window: float = 2.0
+    rate_ban: float = 300.0
+    #: Authentication failures from one address within `auth_fail_window` seconds before a ban.
+    auth_fail_limit: int = 10
+    auth_fail_window: float = 60.0
+    auth_fail_ban: float = 600.0
+    #: Addresses or networks (CIDR) never limited or banned: trunks, the office.
+    allow: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Config:
+    data_dir: Path = Path("data")
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    sip: SipConfig = field(default_factory=SipConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    #: Seed demo data (extensions 1001-1020, queues, IVR, agents) into an empty database.
+    demo: bool = False
+
+    @property
+    def advertised_address(self) -> str:
+        if self.network.advertise:
+            return self.network.advertise
+        if self.network.bind in ("0.0.0.0", "::"):
+            return "127.0.0.1"
+        return self.network.bind
+
+
+def load_config(path: Path | None) -> Config:
+    config = Config()
+    if path is None:
+        return config
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read configuration {path}: {exc}") from exc
+    _merge(config, raw, where=str(path))
+    return config
+
+
+def _merge(target: Any, raw: dict[str, Any], where: str) -> None:
+    fields = {f.name: f for f in dataclasses.fields(target)}
+    for key, value in raw.items():
+        if key not in fields:
+            raise ConfigError(f"{where}: unknown key {key!r}")
+        current = getattr(target, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: [{key}] must be a table")
+            _merge(current, value, f"{where} [{key}]")
+        elif isinstance(current, Path):
+            setattr(target, key, Path(value))
+        else:
+            expected = type(current)
+            if expected is float and isinstance(value, int):
+                value = float(value)
+            if current is not None and not isinstance(value, expected):
+                raise ConfigError(f"{where}: {key} must be {expected.__name__}, not {type(value).__name__}")
+            setattr(target, key, value)

@@ -1,0 +1,1 @@
+"""SIP stack: messages, transactions, dialogs, auth, SDP, transports, registrar."""

@@ -1,0 +1,599 @@
+"""SIP requests and responses: parsing one complete message, checking what
+RFC 3261 requires of it, serialising it, and building responses.
+
+The parser is sans-IO: it takes the bytes of one message (a UDP datagram, a
+WebSocket message, or what StreamFramer cut from a TCP/TLS stream) and
+returns a Request or Response, or raises SipParseError carrying the status
+a server answers with. Header values stay raw strings; the structured views
+(Via, From, To, CSeq, Contact...) are parsed on first access and cached until
+the headers change.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from sipstack.errors import SipParseError
+from sipstack.headers import Headers, has_bad_controls, is_token
+from sipstack.uri import NameAddr, SipUri, Uri, Via, parse_uri, parse_via_list
+
+__all__ = [
+    "CSeq",
+    "Request",
+    "Response",
+    "Message",
+    "parse_message",
+    "make_response",
+    "response_for_error",
+    "generate_tag",
+    "generate_branch",
+    "generate_call_id",
+    "REASON_PHRASES",
+    "MAX_MESSAGE_SIZE",
+    "MAX_HEADER_FIELDS",
+    "MAX_VIA_COUNT",
+    "MAX_LINE_LENGTH",
+    "BRANCH_MAGIC_COOKIE",
+]
+
+# A UDP datagram cannot carry more than 65,535 bytes (RFC 768 length field),
+# so no legitimate message is larger on any transport; a stream peer declaring
+# more is trying to make us buffer without bound (answered 513, RFC 3261 §21.5.14).
+MAX_MESSAGE_SIZE = 65535
+# A real INVITE carries 15-40 fields; proxies add a few each. 256 leaves room for
+# long Route sets and Record-Route while bounding the work per message.
+MAX_HEADER_FIELDS = 256
+# Max-Forwards starts at 70 (RFC 3261 §8.1.1.6) and every proxy adds one Via, so
+# a request with more than 70 Via values has looped or been crafted (483).
+MAX_VIA_COUNT = 70
+# Same bound as Apache's LimitRequestFieldSize (8190) and nginx's large header
+# buffer (8k): long enough for any real header field, short enough that one
+# line cannot be used to exhaust memory or CPU.
+MAX_LINE_LENGTH = 8192
+# RFC 3261 §8.1.1.7: branches created by RFC 3261 elements start with this.
+BRANCH_MAGIC_COOKIE = "z9hG4bK"
+
+# RFC 3261 §8.1.1.5: the CSeq sequence number MUST be less than 2**31.
+_MAX_CSEQ = 2**31 - 1
+# RFC 3261 §20.19 (Expires), §20.10 (Contact expires): delta-seconds up to 2**32-1.
+_MAX_DELTA_SECONDS = 2**32 - 1
+
+REASON_PHRASES: dict[int, str] = {
+    100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
+    183: "Session Progress", 199: "Early Dialog Terminated",
+    200: "OK", 202: "Accepted", 204: "No Notification",
+    300: "Multiple Choices", 301: "Moved Permanently", 302: "Moved Temporarily",
+    305: "Use Proxy", 380: "Alternative Service",
+    400: "Bad Request", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden",
+    404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable",
+    407: "Proxy Authentication Required", 408: "Request Timeout", 410: "Gone",
+    412: "Conditional Request Failed", 413: "Request Entity Too Large",
+    414: "Request-URI Too Long", 415: "Unsupported Media Type", 416: "Unsupported URI Scheme",
+    417: "Unknown Resource-Priority", 420: "Bad Extension", 421: "Extension Required",
+    422: "Session Interval Too Small", 423: "Interval Too Brief", 428: "Use Identity Header",
+    429: "Provide Referrer Identity", 430: "Flow Failed", 433: "Anonymity Disallowed",
+    436: "Bad Identity-Info", 437: "Unsupported Certificate", 438: "Invalid Identity Header",
+    439: "First Hop Lacks Outbound Support", 440: "Max-Breadth Exceeded",
+    469: "Bad Info Package", 470: "Consent Needed",
+    480: "Temporarily Unavailable", 481: "Call/Transaction Does Not Exist", 482: "Loop Detected",
+    483: "Too Many Hops", 484: "Address Incomplete", 485: "Ambiguous", 486: "Busy Here",
+    487: "Request Terminated", 488: "Not Acceptable Here", 489: "Bad Event", 491: "Request Pending",
+    493: "Undecipherable", 494: "Security Agreement Required",
+    500: "Server Internal Error", 501: "Not Implemented", 502: "Bad Gateway",
+    503: "Service Unavailable", 504: "Server Time-out", 505: "Version Not Supported",
+    513: "Message Too Large", 580: "Precondition Failure",
+    600: "Busy Everywhere", 603: "Decline", 604: "Does Not Exist Anywhere", 606: "Not Acceptable",
+    607: "Unwanted", 608: "Rejected",
+}
+_CLASS_PHRASES = {1: "Trying", 2: "OK", 3: "Redirection", 4: "Client Error", 5: "Server Error",
+                  6: "Global Failure"}
+
+_VERSION_RE = re.compile(r"SIP/(\d+)\.(\d+)", re.IGNORECASE)
+# Header lines may carry HTAB; any other control character is malformed.
+_CTL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# callid = word [ "@" word ] (RFC 3261 §25.1)
+_WORD = r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+"
+_CALL_ID_RE = re.compile(rf"{_WORD}(?:@{_WORD})?")
+_CSEQ_RE = re.compile(r"(\d+)[ \t]+([A-Za-z0-9\-.!%*_+`'~]+)")
+# RFC 3261 §25.1 rfc1123-date; the zone MUST be "GMT" (§20.17).
+_DATE_RE = re.compile(
+    r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+    r" \d{4} \d\d:\d\d:\d\d GMT")
+
+T = TypeVar("T")
+
+
+@dataclass
+class CSeq:
+    """The CSeq header (RFC 3261 §20.16)."""
+
+    number: int
+    method: str
+
+    def __str__(self) -> str:
+        return f"{self.number} {self.method}"
+
+
+def _bad(what: str, headers: Headers | None = None) -> SipParseError:
+    return SipParseError(f"Bad Request: {what}", 400, headers)
+
+
+def _parse_cseq(value: str) -> CSeq:
+    m = _CSEQ_RE.fullmatch(value.strip(" \t"))
+    if m is None:
+        raise _bad("malformed CSeq")
+    digits = m.group(1)
+    if len(digits) > 10 or int(digits) > _MAX_CSEQ:
+        raise _bad("CSeq number out of range")
+    return CSeq(int(digits), m.group(2))
+
+
+def _parse_small_int(value: str, limit: int, name: str) -> int:
+    v = value.strip(" \t")
+    if not v.isdigit() or not v.isascii() or len(v) > 10 or int(v) > limit:
+        raise _bad(f"malformed or out of range {name}")
+    return int(v)
+
+
+def _parse_vias(h: Headers) -> list[Via]:
+    out: list[Via] = []
+    for value in h.get_fields("Via"):
+        out.extend(parse_via_list(value))
+    return out
+
+
+class Message:
+    """What requests and responses share: the header views and serialisation."""
+
+    headers: Headers
+    body: bytes
+    version: str
+    _cache: dict[str, tuple[Headers, int, Any]]
+
+    def _cached(self, key: str, parse: Callable[[Headers], T]) -> T:
+        h = self.headers
+        entry = self._cache.get(key)
+        if entry is not None and entry[0] is h and entry[1] == h._version:
+            return entry[2]
+        value = parse(h)
+        self._cache[key] = (h, h._version, value)
+        return value
+
+    @staticmethod
+    def _single(h: Headers, name: str) -> str:
+        values = h.get_fields(name)
+        if not values:
+            raise _bad(f"missing {name} header")
+        if len(values) > 1:
+            raise _bad(f"more than one {name} header")
+        return values[0]
+
+    @property
+    def call_id(self) -> str:
+        """The Call-ID (RFC 3261 §20.8)."""
+
+        def parse(h: Headers) -> str:
+            value = self._single(h, "Call-ID").strip(" \t")
+            if not _CALL_ID_RE.fullmatch(value):
+                raise _bad("malformed Call-ID")
+            return value
+
+        return self._cached("call-id", parse)
+
+    @property
+    def cseq(self) -> CSeq:
+        """The CSeq (RFC 3261 §20.16). Treat the returned object as read-only."""
+        return self._cached("cseq", lambda h: _parse_cseq(self._single(h, "CSeq")))
+
+    @property
+    def from_addr(self) -> NameAddr:
+        """The From header (RFC 3261 §20.20). Treat it as read-only: change the
+        header to change the message."""
+        return self._cached("from", lambda h: NameAddr.parse(self._single(h, "From")))
+
+    @property
+    def to_addr(self) -> NameAddr:
+        """The To header (RFC 3261 §20.39). Read-only, like from_addr."""
+        return self._cached("to", lambda h: NameAddr.parse(self._single(h, "To")))
+
+    @property
+    def vias(self) -> list[Via]:
+        """Every Via value, topmost first (RFC 3261 §20.42)."""
+
+        return list(self._cached("via", _parse_vias))
+
+    @property
+    def top_via(self) -> Via:
+        """The topmost Via value; SipParseError when there is none."""
+        vias = self._cached("via", _parse_vias)
+        if not vias:
+            raise _bad("missing Via header")
+        return vias[0]
+
+    @property
+    def is_wildcard_contact(self) -> bool:
+        """True for ``Contact: *`` (RFC 3261 §10.2.2, REGISTER only)."""
+        return [v.strip(" \t") for v in self.headers.get_fields("Contact")] == ["*"]
+
+    @property
+    def contacts(self) -> list[NameAddr]:
+        """Every Contact value; an empty list for ``*`` or no Contact."""
+
+        def parse(h: Headers) -> list[NameAddr]:
+            values = h.get_all("Contact")
+            if values == ["*"]:
+                return []
+            if "*" in values:
+                raise _bad("Contact * mixed with other contacts")
+            return [NameAddr.parse(v) for v in values]
+
+        return list(self._cached("contact", parse))
+
+    @property
+    def routes(self) -> list[NameAddr]:
+        """Every Route value, in order (RFC 3261 §20.34)."""
+        return list(self._cached("route", lambda h: [NameAddr.parse(v) for v in h.get_all("Route")]))
+
+    @property
+    def record_routes(self) -> list[NameAddr]:
+        """Every Record-Route value, in order (RFC 3261 §20.30)."""
+        return list(self._cached(
+            "record-route", lambda h: [NameAddr.parse(v) for v in h.get_all("Record-Route")]))
+
+    @property
+    def max_forwards(self) -> int | None:
+        """Max-Forwards (0-255, RFC 3261 §20.22), None when absent."""
+
+        def parse(h: Headers) -> int | None:
+            values = h.get_fields("Max-Forwards")
+            if not values:
+                return None
+            if len(values) > 1:
+                raise _bad("more than one Max-Forwards header")
+            return _parse_small_int(values[0], 255, "Max-Forwards")
+
+        return self._cached("max-forwards", parse)
+
+    @property
+    def expires(self) -> int | None:
+        """The Expires header in seconds (RFC 3261 §20.19), None when absent."""
+
+        def parse(h: Headers) -> int | None:
+            values = h.get_fields("Expires")
+            if not values:
+                return None
+            if len(values) > 1:
+                raise _bad("more than one Expires header")
+            return _parse_small_int(values[0], _MAX_DELTA_SECONDS, "Expires")
+
+        return self._cached("expires", parse)
+
+    @property
+    def content_type(self) -> str | None:
+        """The Content-Type value as written (media type and parameters)."""
+        value = self.headers.get("Content-Type")
+        return None if value is None else value.strip(" \t")
+
+    def _start_line(self) -> str:
+        raise NotImplementedError
+
+    def to_bytes(self) -> bytes:
+        """The message as sent on the wire, with a correct Content-Length."""
+        lines = [self._start_line()]
+        length = str(len(self.body))
+        wrote_length = False
+        for key, name, value in self.headers._fields:
+            if key == "content-length":
+                if not wrote_length:
+                    lines.append(f"Content-Length: {length}")
+                    wrote_length = True
+                continue
+            lines.append(f"{name}: {value}")
+        if not wrote_length:
+            lines.append(f"Content-Length: {length}")
+        lines.append("")
+        lines.append("")
+        return "\r\n".join(lines).encode("utf-8", "surrogateescape") + self.body
+
+    def __bytes__(self) -> bytes:
+        return self.to_bytes()
+
+
+@dataclass(eq=True)
+class Request(Message):
+    """A SIP request (RFC 3261 §7.1)."""
+
+    method: str
+    uri: Uri
+    headers: Headers
+    body: bytes = b""
+    version: str = "SIP/2.0"
+    _cache: dict[str, tuple[Headers, int, Any]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
+
+    def _start_line(self) -> str:
+        return f"{self.method} {self.uri} {self.version}"
+
+
+@dataclass(eq=True)
+class Response(Message):
+    """A SIP response (RFC 3261 §7.2)."""
+
+    status: int
+    reason: str
+    headers: Headers
+    body: bytes = b""
+    version: str = "SIP/2.0"
+    _cache: dict[str, tuple[Headers, int, Any]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
+
+    def _start_line(self) -> str:
+        return f"{self.version} {self.status} {self.reason}"
+
+
+# --- parsing ---------------------------------------------------------------
+
+
+def _find_head_end(data: bytes, start: int) -> tuple[int, int]:
+    """(end of the header block, start of the body), or (-1, -1)."""
+    crlf = data.find(b"\r\n\r\n", start)
+    lf = data.find(b"\n\n", start)
+    if lf >= 0 and (crlf < 0 or lf < crlf):
+        return lf, lf + 2
+    if crlf >= 0:
+        return crlf, crlf + 4
+    return -1, -1
+
+
+def _check_version(text: str, headers: Headers | None) -> str:
+    m = _VERSION_RE.fullmatch(text)
+    if m is None:
+        raise _bad("malformed SIP-Version", headers)
+    if (int(m.group(1)), int(m.group(2))) != (2, 0):
+        raise SipParseError("Version Not Supported", 505, headers)
+    return "SIP/2.0"
+
+
+def parse_message(data: bytes) -> Request | Response:
+    """Parse one complete SIP message (RFC 3261 §7) and check what §8.1.1
+    requires of it. Raises SipParseError carrying the status to answer."""
+    if len(data) > MAX_MESSAGE_SIZE:
+        raise SipParseError("Message Too Large", 513)
+    # RFC 3261 §7.5: CRLFs before the start-line are ignored.
+    start = 0
+    while data[start:start + 1] in (b"\r", b"\n") and start < len(data):
+        start += 1
+    head_end, body_start = _find_head_end(data, start)
+    if head_end < start:
+        if not data[start:].strip():
+            raise _bad("empty message")
+        raise _bad("header block not terminated by an empty line")
+    try:
+        head = data[start:head_end].decode("utf-8")
+    except UnicodeDecodeError:
+        raise _bad("header block is not valid UTF-8") from None
+    if "\r" in head:
+        lines = head.split("\r\n")
+    else:
+        lines = head.split("\n")
+    start_line = lines[0]
+
+    headers = Headers()
+    fields = headers._fields
+    if len(lines) - 1 > MAX_HEADER_FIELDS:
+        # Counting physical lines over-counts folded fields; that errs safe.
+        raise _bad("too many header fields")
+    pending_name: str | None = None
+    pending_value = ""
+    for line in lines[1:]:
+        if len(line) > MAX_LINE_LENGTH:
+            raise _bad("header line too long", headers)
+        if _CTL_RE.search(line) and has_bad_controls(line):
+            # Controls are legal only as quoted-pairs (RFC 4475 §3.1.1.2).
+            raise _bad("control character in header", headers)
+        if line[:1] in (" ", "\t"):
+            # RFC 3261 §7.3.1: a line starting with whitespace continues the
+            # previous field; the line break and whitespace become one SP.
+            if pending_name is None:
+                raise _bad("continuation line before the first header", headers)
+            more = line.strip(" \t")
+            pending_value = f"{pending_value} {more}" if pending_value else more
+            continue
+        if pending_name is not None:
+            headers._append_trusted(pending_name, pending_value)
+        colon = line.find(":")
+        if colon <= 0:
+            raise _bad("header line without a name and colon", headers)
+        name = line[:colon].rstrip(" \t")
+        if not is_token(name):
+            raise _bad("malformed header name", headers)
+        pending_name = name
+        pending_value = line[colon + 1:].strip(" \t")
+        if len(pending_value) > MAX_LINE_LENGTH:
+            raise _bad("header value too long", headers)
+    if pending_name is not None:
+        headers._append_trusted(pending_name, pending_value)
+    del fields
+
+    if len(start_line) > MAX_LINE_LENGTH:
+        raise _bad("start line too long", headers)
+    if _CTL_RE.search(start_line):
+        raise _bad("control character in start line", headers)
+
+    message: Request | Response
+    if start_line[:4].upper() == "SIP/":
+        message = _parse_status_line(start_line, headers)
+    else:
+        message = _parse_request_line(start_line, headers)
+
+    body = data[body_start:]
+    length_values = headers.get_fields("Content-Length")
+    if length_values:
+        if len(length_values) > 1 and len({v.strip(" \t") for v in length_values}) > 1:
+            raise _bad("conflicting Content-Length headers", headers)
+        length_text = length_values[0].strip(" \t")
+        if not length_text.isdigit() or not length_text.isascii() or len(length_text) > 10:
+            raise _bad("malformed Content-Length", headers)
+        length = int(length_text)
+        if length > len(body):
+            raise _bad("Content-Length larger than the message body", headers)
+        # RFC 3261 §18.3: octets after the declared body are discarded.
+        body = body[:length]
+    message.body = body
+    _validate(message)
+    return message
+
+
+def _parse_status_line(line: str, headers: Headers) -> Response:
+    parts = line.split(" ", 2)
+    version = _check_version(parts[0], headers)
+    if len(parts) < 2:
+        raise _bad("malformed Status-Line", headers)
+    code = parts[1]
+    if len(code) != 3 or not code.isdigit() or not code.isascii() or not 100 <= int(code) <= 699:
+        raise _bad("malformed status code", headers)
+    # An empty Reason-Phrase is legal (RFC 4475 §3.1.1.13); a missing SP
+    # before it is accepted too.
+    reason = parts[2] if len(parts) == 3 else ""
+    return Response(int(code), reason, headers, b"", version)
+
+
+def _parse_request_line(line: str, headers: Headers) -> Request:
+    # Request-Line = Method SP Request-URI SP SIP-Version: exactly one SP
+    # between the elements and none around them (RFC 4475 §3.1.2.8-10).
+    parts = line.split(" ")
+    if len(parts) != 3 or not all(parts):
+        raise _bad("malformed Request-Line", headers)
+    method, uri_text, version_text = parts
+    version = _check_version(version_text, headers)
+    if not is_token(method):
+        raise _bad("malformed method", headers)
+    try:
+        uri = parse_uri(uri_text)
+    except SipParseError as exc:
+        raise _bad(f"malformed Request-URI ({exc.reason.removeprefix('Bad Request: ')})",
+                   headers) from None
+    if isinstance(uri, SipUri) and uri.headers:
+        # RFC 3261 §19.1.1 table: headers are not allowed in a Request-URI.
+        raise _bad("Request-URI must not contain headers", headers)
+    return Request(method, uri, headers, b"", version)
+
+
+def _validate(message: Request | Response) -> None:
+    """RFC 3261 §8.1.1 mandatory headers, present once and well-formed."""
+    h = message.headers
+    try:
+        # Each access parses and caches the view, raising if malformed.
+        cseq = message.cseq
+        _ = (message.call_id, message.from_addr, message.to_addr, message.max_forwards, message.expires)
+        vias = message._cached("via", _parse_vias)
+        if not vias:
+            raise _bad("missing Via header")
+        if len(vias) > MAX_VIA_COUNT:
+            raise SipParseError("Too Many Hops", 483)
+        contacts = message.contacts
+        for contact in contacts:
+            expires = contact.params.get("expires")
+            if expires is not None:
+                _parse_small_int(expires, _MAX_DELTA_SECONDS, "Contact expires")
+        if message.is_wildcard_contact and not isinstance(message, Request):
+            raise _bad("Contact * in a response")
+        date = h.get("Date")
+        if date is not None and not _DATE_RE.fullmatch(date.strip(" \t")):
+            raise _bad("malformed Date (RFC 3261 §20.17 requires GMT)")
+    except SipParseError as exc:
+        exc.headers = h
+        raise
+    if isinstance(message, Request) and cseq.method != message.method:
+        raise _bad("CSeq method does not match request method", h)
+
+
+# --- building ----------------------------------------------------------------
+
+
+def make_response(request: Request, status: int, reason: str | None = None, *,
+                  to_tag: str | None = None, headers: Iterable[tuple[str, str]] = (),
+                  body: bytes = b"") -> Response:
+    """A response to ``request`` per RFC 3261 §8.2.6.2: Via (all, in order),
+    From, To (with ``to_tag`` added when To has none, never for 100), Call-ID
+    and CSeq copied; Timestamp copied into a 100 (§8.2.6.1)."""
+    if not 100 <= status <= 699:
+        raise ValueError(f"status code out of range: {status}")
+    h = Headers()
+    rh = request.headers
+    for key, name, value in rh._fields:
+        if key in ("via", "from", "call-id", "cseq"):
+            h._append_trusted(name, value)
+        elif key == "to":
+            if to_tag and status != 100 and request.to_addr.tag is None:
+                value = f"{value};tag={to_tag}"
+            h._append_trusted(name, value)
+        elif key == "timestamp" and status == 100:
+            h._append_trusted(name, value)
+    for name, value in headers:
+        h.add(name, value)
+    if reason is None:
+        reason = REASON_PHRASES.get(status) or _CLASS_PHRASES[status // 100]
+    return Response(status, reason, h, body)
+
+
+def response_for_error(error: SipParseError, *, to_tag: str | None = None) -> Response | None:
+    """The response refusing a request that failed to parse, or None when it
+    cannot be answered (no usable Via to send it along, or no status).
+
+    RFC 3261 §8.2.6.2 asks to copy Via, From, To, Call-ID and CSeq; those that
+    are missing or malformed in a broken request are left out rather than
+    copied broken (RFC 4475 §3.3.1: "ideally, it will respond with a 400").
+    Only call this for requests: responses that fail to parse are dropped.
+    """
+    if error.headers is None or error.status < 400:
+        return None
+    h = error.headers
+    probe = Request("OPTIONS", SipUri(host="invalid"), h)
+    try:
+        if not probe.vias:
+            return None
+    except SipParseError:
+        return None
+    out = Headers()
+    for value in h.get_fields("Via"):
+        out._append_trusted("Via", value)
+    checks: list[tuple[str, Callable[[], object]]] = [
+        ("From", lambda: probe.from_addr), ("To", lambda: probe.to_addr),
+        ("Call-ID", lambda: probe.call_id), ("CSeq", lambda: probe.cseq)]
+    for name, check in checks:
+        try:
+            check()
+        except SipParseError:
+            continue
+        value = probe._single(h, name)
+        if name == "To" and to_tag and probe.to_addr.tag is None:
+            value = f"{value};tag={to_tag}"
+        out._append_trusted(name, value)
+    return Response(error.status, error.reason, out)
+
+
+def generate_tag() -> str:
+    """A From/To tag with 64 random bits (RFC 3261 §19.3 asks for at least 32)."""
+    return secrets.token_hex(8)
+
+
+def generate_branch() -> str:
+    """A Via branch: the magic cookie then 96 random bits (RFC 3261 §8.1.1.7)."""
+    return BRANCH_MAGIC_COOKIE + secrets.token_hex(12)
+
+
+def generate_call_id(host: str) -> str:
+    """A globally unique Call-ID, ``random@host`` (RFC 3261 §8.1.1.4)."""
+    local = secrets.token_hex(16)
+    host = host.strip("[]")
+    if not host:
+        return local
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{local}@{host}"
+

@@ -1,0 +1,1 @@
+"""Thin asyncio glue between sockets and the sans-IO SIP core: UDP, TCP, TLS and WebSocket."""

@@ -1,0 +1,24 @@
+"""Fixtures shared by the whole suite: a real server process on free ports in a temp data dir."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+
+from bench.server import ServerProcess  # noqa: E402
+
+
+@pytest.fixture
+def demo_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """`callcenter demo` in its own process, data in a temp dir, killed at the end even on failure."""
+    server = ServerProcess(tmp_path / "data", demo=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,2 @@
+"""Starlette application: health and metrics, SIP over WebSocket, and (soon) the agent desktop,
+wallboard, administration and REST API."""

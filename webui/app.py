@@ -1,0 +1,48 @@
+"""The HTTP application. Routes stay thin: what they show comes from the services handed in."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+
+@dataclass
+class WebServices:
+    #: Component name -> is it up (SIP transports, media engine, database).
+    health: Callable[[], Awaitable[dict[str, bool]]]
+    #: Prometheus text exposition of the process's counters and gauges.
+    metrics: Callable[[], str]
+    #: Runs one SIP-over-WebSocket connection (RFC 7118) until it closes.
+    sip_websocket: Callable[[Any, tuple[str, int], bool, list[str]], Awaitable[None]] | None = None
+
+
+def create_app(services: WebServices) -> Starlette:
+    async def healthz(request: Request) -> JSONResponse:
+        status = await services.health()
+        ok = all(status.values())
+        return JSONResponse({"status": "ok" if ok else "degraded", "components": status},
+                            status_code=200 if ok else 503)
+
+    async def metrics(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(services.metrics(), media_type="text/plain; version=0.0.4")
+
+    async def sip_ws(websocket: WebSocket) -> None:
+        if services.sip_websocket is None:
+            await websocket.close(code=1011)
+            return
+        offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+        client = websocket.client or ("0.0.0.0", 0)
+        await services.sip_websocket(websocket, (client[0], client[1]), websocket.url.scheme == "wss", offered)
+
+    return Starlette(routes=[
+        Route("/healthz", healthz),
+        Route("/metrics", metrics),
+        WebSocketRoute("/sip", sip_ws),
+    ])
