@@ -151,7 +151,14 @@ class Application:
                                 ws="websockets-sansio", access_log=False)
         self._http = uvicorn.Server(config)
         self._http.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # ours rule
-        self._tasks.append(asyncio.get_running_loop().create_task(self._http.serve(sockets=[sock]), name="http"))
+        task = asyncio.get_running_loop().create_task(self._http.serve(sockets=[sock]), name="http")
+        self._tasks.append(task)
+        # READY must mean ready: wait until uvicorn listens (or failed trying).
+        while not self._http.started:
+            if task.done():
+                task.result()
+                raise OSError("the HTTP server stopped during start-up")
+            await asyncio.sleep(0.01)
 
     async def _seed_demo(self) -> None:
         assert self.directory is not None
