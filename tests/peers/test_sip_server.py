@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 from bench.server import ServerProcess
@@ -130,7 +131,8 @@ def test_websocket_registration_and_the_flow_ends_with_the_socket(demo_server: S
 
 def test_websocket_without_the_sip_subprotocol_is_refused(demo_server: ServerProcess) -> None:
     url = f"ws://127.0.0.1:{demo_server.ports['http']}/sip"
-    with pytest.raises(Exception):
+    # RFC 7118 §4.1: the handshake is refused (HTTP 403) when "sip" is not offered.
+    with pytest.raises(InvalidStatus):
         with ws_connect(url) as ws:
             ws.recv(timeout=5)
 
