@@ -149,7 +149,10 @@ class ClientTransaction(Transaction):
     def __init__(self, key: str, request: Request, destination: Address, reliable: bool, *,
                  t1: float = T1, t2: float = T2, t4: float = T4) -> None:
         super().__init__(key, destination, reliable, t1, t2, t4)
-        self.request = request
+        self.method = request.method
+        #: Released once no retransmission or ACK can need it: at load tens of thousands of
+        #: transactions linger for Timers D/J/K and should hold bytes, not parsed messages.
+        self.request: Request | None = request
 
     def start(self, now: float) -> list[Action]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -172,6 +175,7 @@ class ClientInviteTransaction(ClientTransaction):
         if not self.reliable:
             self.timers.start("A", now + self.t1)
         self.timers.start("B", now + 64 * self.t1)
+        assert self.request is not None
         return [self._send(self.request.to_bytes())]
 
     def on_response(self, response: Response, now: float) -> list[Action]:
@@ -187,10 +191,13 @@ class ClientInviteTransaction(ClientTransaction):
                 self.state = TxState.ACCEPTED
                 self.timers.clear()
                 self.timers.start("M", now + 64 * self.t1)
+                self.request = None
                 return [DeliverResponse(response)]
             self.state = TxState.COMPLETED
             self.timers.clear()
+            assert self.request is not None
             ack = self._send(build_ack_for_non_2xx(self.request, response).to_bytes())
+            self.request = None
             return [ack, DeliverResponse(response), *self._wait_or_terminate("D", now, 32.0)]
         if self.state is TxState.ACCEPTED and 200 <= status < 300:
             return [DeliverResponse(response)]
@@ -218,6 +225,7 @@ class ClientNonInviteTransaction(ClientTransaction):
         if not self.reliable:
             self.timers.start("E", now + self.t1)
         self.timers.start("F", now + 64 * self.t1)
+        assert self.request is not None
         return [self._send(self.request.to_bytes())]
 
     def on_response(self, response: Response, now: float) -> list[Action]:
@@ -228,6 +236,7 @@ class ClientNonInviteTransaction(ClientTransaction):
             return [DeliverResponse(response)]
         self.state = TxState.COMPLETED
         self.timers.clear()
+        self.request = None
         return [DeliverResponse(response), *self._wait_or_terminate("K", now, self.t4)]
 
     def _fire(self, name: str, now: float) -> list[Action]:
@@ -253,8 +262,9 @@ class ServerTransaction(Transaction):
     def __init__(self, key: str, request: Request, destination: Address, reliable: bool, *,
                  t1: float = T1, t2: float = T2, t4: float = T4) -> None:
         super().__init__(key, destination, reliable, t1, t2, t4)
-        self.request = request
-        self.last_response: Response | None = None
+        self.method = request.method
+        #: Released with the final response (see ClientTransaction.request).
+        self.request: Request | None = request
 
     def respond(self, response: Response, now: float) -> list[Action]:  # pragma: no cover
         raise NotImplementedError
@@ -281,10 +291,10 @@ class ServerInviteTransaction(ServerTransaction):
                 # RFC 6026 §8.5: the TU's 2xx retransmissions pass through Accepted.
                 return [Send(response.to_bytes(), self.destination)]
             raise TransactionError(f"cannot send {response.status} in state {self.state.value}")
-        self.last_response = response
         send = self._send(response.to_bytes())
         if response.status < 200:
             return [send]
+        self.request = None
         if response.status < 300:
             self.state = TxState.ACCEPTED
             self.timers.start("L", now + 64 * self.t1)
@@ -325,11 +335,11 @@ class ServerNonInviteTransaction(ServerTransaction):
     def respond(self, response: Response, now: float) -> list[Action]:
         if self.state not in (TxState.TRYING, TxState.PROCEEDING):
             raise TransactionError(f"cannot send {response.status} in state {self.state.value}")
-        self.last_response = response
         send = self._send(response.to_bytes())
         if response.status < 200:
             self.state = TxState.PROCEEDING
             return [send]
+        self.request = None
         self.state = TxState.COMPLETED
         return [send, *self._wait_or_terminate("J", now, 64 * self.t1)]
 
