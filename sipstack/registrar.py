@@ -24,7 +24,10 @@ MAX_CONTACTS_PER_AOR = 10
 @dataclass
 class Binding:
     aor: str
+    #: The Contact as registered (name-addr with its params, less `expires`).
     contact: str
+    #: Its URI alone, canonical: the key that identifies the binding within the AOR (§10.3).
+    contact_uri: str
     expires_at: float  # wall-clock seconds since the epoch, so it survives a restart
     call_id: str
     cseq: int
@@ -35,10 +38,6 @@ class Binding:
 
     def expires_in(self, now: float) -> int:
         return max(0, int(round(self.expires_at - now)))
-
-    @property
-    def contact_uri(self) -> str:
-        return str(NameAddr.parse(self.contact).uri)
 
 
 @dataclass
@@ -161,6 +160,7 @@ class Registrar:
                 binding = Binding(
                     aor=aor,
                     contact=str(replace(contact, params={k: v for k, v in contact.params.items() if k != "expires"})),
+                    contact_uri=uri,
                     expires_at=now + expires,
                     call_id=call_id,
                     cseq=cseq,

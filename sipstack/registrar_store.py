@@ -53,15 +53,15 @@ class BindingStore:
         """Bindings still alive at `now`; expired rows are deleted on the way."""
         await self._conn.execute("DELETE FROM sip_bindings WHERE expires_at <= ?", (now,))
         async with self._conn.execute(
-            "SELECT aor, contact, expires_at, call_id, cseq, transport, source_host, source_port,"
-            " instance, reg_id, user_agent FROM sip_bindings"
+            "SELECT aor, contact, contact_uri, expires_at, call_id, cseq, transport, source_host,"
+            " source_port, instance, reg_id, user_agent FROM sip_bindings"
         ) as cur:
             rows = await cur.fetchall()
         # Connection ids do not survive a restart: such bindings fall back to the source address.
         return [
-            Binding(aor=r[0], contact=r[1], expires_at=r[2], call_id=r[3], cseq=r[4],
-                    source=Address(Transport(r[5]), r[6], r[7]), instance=r[8], reg_id=r[9],
-                    user_agent=r[10])
+            Binding(aor=r[0], contact=r[1], contact_uri=r[2], expires_at=r[3], call_id=r[4], cseq=r[5],
+                    source=Address(Transport(r[6]), r[7], r[8]), instance=r[9], reg_id=r[10],
+                    user_agent=r[11])
             for r in rows
         ]
 

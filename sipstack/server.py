@@ -114,11 +114,11 @@ class SipServer:
             return
         if isinstance(message, Request):
             self.counters[f"rx_{message.method}"] += 1
-            stamp_via(message, source)
             rejection = check_request(message, supported=SUPPORTED)
             if rejection is not None:
                 if message.method != "ACK":
                     self.counters["tx_error_responses"] += 1
+                    stamp_via(rejection, source)
                     self._add_to_tag(rejection)
                     self._send_bytes(rejection.to_bytes(), response_destination(message, source))
                 return

@@ -260,8 +260,10 @@ class ClientNonInviteTransaction(ClientTransaction):
 
 class ServerTransaction(Transaction):
     def __init__(self, key: str, request: Request, destination: Address, reliable: bool, *,
-                 t1: float = T1, t2: float = T2, t4: float = T4) -> None:
+                 source: Address | None = None, t1: float = T1, t2: float = T2, t4: float = T4) -> None:
         super().__init__(key, destination, reliable, t1, t2, t4)
+        #: Where the request came from (for Via received/rport); defaults to the destination.
+        self.source = source or destination
         self.method = request.method
         #: Released with the final response (see ClientTransaction.request).
         self.request: Request | None = request

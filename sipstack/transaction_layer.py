@@ -115,13 +115,15 @@ def response_destination(request: Request, source: Address) -> Address:
     return Address(Transport.UDP, source.host, via.port or 5060)
 
 
-def stamp_via(request: Request, source: Address) -> None:
-    """RFC 3261 §18.2.1 and RFC 3581 §4: record where the request really came from in the top
-    Via (received=, rport=), so every response finds its way back through NAT."""
-    vias = request.vias
+def stamp_via(message: Request | Response, source: Address) -> None:
+    """RFC 3261 §18.2.1 and RFC 3581 §4: record where a request really came from in its top
+    Via (received=, rport=), so every response finds its way back through NAT.
+
+    Applied to the *response's* copy of the Via (which make_response took from the request):
+    the result on the wire is the same, and the request stays untouched, so nothing parsed
+    from it has to be parsed again."""
+    vias = message.vias
     top = vias[0]
-    if top.params.get("received") == source.host and (not top.has_rport or top.rport == source.port):
-        return  # already stamped
     changed = False
     if top.host != source.host:
         top.params["received"] = source.host
@@ -131,7 +133,7 @@ def stamp_via(request: Request, source: Address) -> None:
         top.params["rport"] = str(source.port)
         changed = True
     if changed:
-        request.headers.set("Via", ", ".join(str(v) for v in vias))
+        message.headers.set("Via", ", ".join(str(v) for v in vias))
 
 
 class TransactionLayer:
@@ -175,7 +177,6 @@ class TransactionLayer:
         return self._receive_request(message, source, now)
 
     def _receive_request(self, request: Request, source: Address, now: float) -> Output:
-        stamp_via(request, source)
         key = server_key(request)
         tx = self._server.get(key)
         if tx is not None:
@@ -184,12 +185,12 @@ class TransactionLayer:
             return Output(events=[AckReceived(request, source)])
         destination = response_destination(request, source)
         kind = ServerInviteTransaction if request.method == "INVITE" else ServerNonInviteTransaction
-        tx = kind(key, request, destination, source.reliable, **self._timers)
+        tx = kind(key, request, destination, source.reliable, source=source, **self._timers)
         self._server[key] = tx
         out = Output(events=[RequestReceived(request, source, tx)])
         if request.method == "INVITE":
             # §17.2.1: answer 100 at once rather than make the client retransmit.
-            out.extend(self._run(tx, tx.respond(make_response(request, 100), now)))
+            out.extend(self.respond(tx, make_response(request, 100), now))
         return out
 
     def _receive_response(self, response: Response, source: Address, now: float) -> Output:
@@ -213,6 +214,7 @@ class TransactionLayer:
         return tx, self._run(tx, tx.start(now))
 
     def respond(self, tx: ServerTransaction, response: Response, now: float) -> Output:
+        stamp_via(response, tx.source)
         return self._run(tx, tx.respond(response, now))
 
     def transport_error(self, tx: ClientTransaction | ServerTransaction) -> Output:
