@@ -291,13 +291,15 @@ class Headers:
     forms expanded. Iteration yields ``(canonical_name, value)`` per field in
     the order received or added."""
 
-    __slots__ = ("_fields", "_version")
+    __slots__ = ("_fields", "_version", "_index")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         # Each field is (lookup key, canonical name, value).
         self._fields: list[tuple[str, str, str]] = []
         # Bumped on every change so messages can cache what they parsed.
         self._version = 0
+        # Lookup key -> values, built on first lookup, dropped on change.
+        self._index: dict[str, list[str]] | None = None
         for name, value in items:
             self.add(name, value)
 
@@ -310,15 +312,43 @@ class Headers:
             raise ValueError(f"control character in the value of header {name}")
 
     def _append_trusted(self, name: str, value: str) -> None:
-        """Add a field whose name and value the parser already checked."""
+        """Add a field whose name and value the caller already checked."""
         low = name.lower()
         self._fields.append((_KEY.get(low, low), _CANONICAL.get(low, name), value))
+        self._version += 1
+        self._index = None
+
+    def _append_parsed(self, name: str, value: str) -> bool:
+        """Add a field read off the wire (value already checked); False when
+        the name is not a token."""
+        low = name.lower()
+        key = _KEY.get(low)
+        if key is None:
+            if not _TOKEN_RE.fullmatch(name):
+                return False
+            key = low
+        self._fields.append((key, _CANONICAL.get(low, name), value))
+        self._version += 1
+        self._index = None
+        return True
+
+    def _lookup(self) -> dict[str, list[str]]:
+        index = self._index
+        if index is None:
+            index = {}
+            for key, _, value in self._fields:
+                values = index.get(key)
+                if values is None:
+                    index[key] = [value]
+                else:
+                    values.append(value)
+            self._index = index
+        return index
 
     def add(self, name: str, value: str) -> None:
         """Append a field."""
         self._check(name, value)
         self._append_trusted(name, value)
-        self._version += 1
 
     def prepend(self, name: str, value: str) -> None:
         """Insert a field before the first field of that name (or at the top):
@@ -327,7 +357,7 @@ class Headers:
         key = _key(name)
         index = next((i for i, f in enumerate(self._fields) if f[0] == key), 0)
         self._fields.insert(index, (key, canonical_name(name), value))
-        self._version += 1
+        self._changed()
 
     def set(self, name: str, value: str) -> None:
         """Replace every field of that name by one, at the first one's position
@@ -347,34 +377,34 @@ class Headers:
         if not placed:
             fields.append(new)
         self._fields = fields
-        self._version += 1
+        self._changed()
 
     def remove(self, name: str) -> None:
         """Remove every field of that name (no error when absent)."""
         key = _key(name)
         self._fields = [f for f in self._fields if f[0] != key]
+        self._changed()
+
+    def _changed(self) -> None:
         self._version += 1
+        self._index = None
 
     def get(self, name: str) -> str | None:
         """The value of the first field of that name, or None."""
-        key = _key(name)
-        for f in self._fields:
-            if f[0] == key:
-                return f[2]
-        return None
+        values = self._lookup().get(_key(name))
+        return values[0] if values else None
 
     def get_fields(self, name: str) -> list[str]:
         """The value of every field of that name, unsplit."""
-        key = _key(name)
-        return [f[2] for f in self._fields if f[0] == key]
+        return list(self._lookup().get(_key(name), ()))
 
     def get_all(self, name: str) -> list[str]:
         """Every value of that name, splitting comma-separated lists for the
         fields whose grammar is a list (RFC 3261 §7.3.1)."""
         key = _key(name)
-        values = [f[2] for f in self._fields if f[0] == key]
+        values = self._lookup().get(key, ())
         if key not in LIST_HEADERS:
-            return values
+            return list(values)
         out: list[str] = []
         for v in values:
             out.extend(split_list(v))
@@ -382,14 +412,12 @@ class Headers:
 
     def count(self, name: str) -> int:
         """How many fields of that name there are (not values)."""
-        key = _key(name)
-        return sum(1 for f in self._fields if f[0] == key)
+        return len(self._lookup().get(_key(name), ()))
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        key = _key(name)
-        return any(f[0] == key for f in self._fields)
+        return _key(name) in self._lookup()
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         for _, name, value in self._fields:

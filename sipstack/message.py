@@ -92,9 +92,11 @@ REASON_PHRASES: dict[int, str] = {
 _CLASS_PHRASES = {1: "Trying", 2: "OK", 3: "Redirection", 4: "Client Error", 5: "Server Error",
                   6: "Global Failure"}
 
-_VERSION_RE = re.compile(r"SIP/(\d+)\.(\d+)", re.IGNORECASE)
+_VERSION_RE = re.compile(r"SIP/(\d{1,4})\.(\d{1,4})", re.IGNORECASE)
 # Header lines may carry HTAB; any other control character is malformed.
 _CTL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# The same but for CR and LF, which separate the lines of a header block.
+_CTL_IN_BLOCK_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # callid = word [ "@" word ] (RFC 3261 §25.1)
 _WORD = r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+"
 _CALL_ID_RE = re.compile(rf"{_WORD}(?:@{_WORD})?")
@@ -376,53 +378,48 @@ def parse_message(data: bytes) -> Request | Response:
         head = data[start:head_end].decode("utf-8")
     except UnicodeDecodeError:
         raise _bad("header block is not valid UTF-8") from None
-    if "\r" in head:
-        lines = head.split("\r\n")
-    else:
-        lines = head.split("\n")
+    crlf = "\r" in head
+    lines = head.split("\r\n") if crlf else head.split("\n")
     start_line = lines[0]
-
     headers = Headers()
-    fields = headers._fields
     if len(lines) - 1 > MAX_HEADER_FIELDS:
         # Counting physical lines over-counts folded fields; that errs safe.
         raise _bad("too many header fields")
+    if crlf and (head.count("\r") != len(lines) - 1 or head.count("\n") != len(lines) - 1):
+        raise _bad("bare CR or LF in header block")
+    # One scan of the whole block; the rare hit gets a closer look, since
+    # controls are legal as quoted-pairs (RFC 4475 §3.1.1.2).
+    if _CTL_IN_BLOCK_RE.search(head):
+        if _CTL_RE.search(start_line):
+            raise _bad("control character in start line")
+        if any(has_bad_controls(line) for line in lines[1:]):
+            raise _bad("control character in header")
+    if len(head) > MAX_LINE_LENGTH and any(len(line) > MAX_LINE_LENGTH for line in lines):
+        raise _bad("line too long")
+
     pending_name: str | None = None
     pending_value = ""
     for line in lines[1:]:
-        if len(line) > MAX_LINE_LENGTH:
-            raise _bad("header line too long", headers)
-        if _CTL_RE.search(line) and has_bad_controls(line):
-            # Controls are legal only as quoted-pairs (RFC 4475 §3.1.1.2).
-            raise _bad("control character in header", headers)
         if line[:1] in (" ", "\t"):
             # RFC 3261 §7.3.1: a line starting with whitespace continues the
             # previous field; the line break and whitespace become one SP.
             if pending_name is None:
                 raise _bad("continuation line before the first header", headers)
             more = line.strip(" \t")
-            pending_value = f"{pending_value} {more}" if pending_value else more
+            if more:
+                pending_value = f"{pending_value} {more}" if pending_value else more
+                if len(pending_value) > MAX_LINE_LENGTH:
+                    raise _bad("header value too long", headers)
             continue
-        if pending_name is not None:
-            headers._append_trusted(pending_name, pending_value)
+        if pending_name is not None and not headers._append_parsed(pending_name, pending_value):
+            raise _bad("malformed header name", headers)
         colon = line.find(":")
         if colon <= 0:
             raise _bad("header line without a name and colon", headers)
-        name = line[:colon].rstrip(" \t")
-        if not is_token(name):
-            raise _bad("malformed header name", headers)
-        pending_name = name
+        pending_name = line[:colon].rstrip(" \t")
         pending_value = line[colon + 1:].strip(" \t")
-        if len(pending_value) > MAX_LINE_LENGTH:
-            raise _bad("header value too long", headers)
-    if pending_name is not None:
-        headers._append_trusted(pending_name, pending_value)
-    del fields
-
-    if len(start_line) > MAX_LINE_LENGTH:
-        raise _bad("start line too long", headers)
-    if _CTL_RE.search(start_line):
-        raise _bad("control character in start line", headers)
+    if pending_name is not None and not headers._append_parsed(pending_name, pending_value):
+        raise _bad("malformed header name", headers)
 
     message: Request | Response
     if start_line[:4].upper() == "SIP/":
@@ -543,36 +540,38 @@ def make_response(request: Request, status: int, reason: str | None = None, *,
 
 def response_for_error(error: SipParseError, *, to_tag: str | None = None) -> Response | None:
     """The response refusing a request that failed to parse, or None when it
-    cannot be answered (no usable Via to send it along, or no status).
+    cannot be answered (no well-formed Via to send it along).
 
-    RFC 3261 §8.2.6.2 asks to copy Via, From, To, Call-ID and CSeq; those that
-    are missing or malformed in a broken request are left out rather than
-    copied broken (RFC 4475 §3.3.1: "ideally, it will respond with a 400").
+    RFC 3261 §8.2.6.2: From, To, Call-ID and CSeq are copied as received,
+    even when one of them is what is wrong, so the client can match the
+    response; absent ones are left out (RFC 4475 §3.3.1: "ideally, it will
+    respond with a 400"). A To that parses and has no tag gets ``to_tag``
+    (a fresh one when None).
     Only call this for requests: responses that fail to parse are dropped.
     """
     if error.headers is None or error.status < 400:
         return None
     h = error.headers
-    probe = Request("OPTIONS", SipUri(host="invalid"), h)
     try:
-        if not probe.vias:
+        if not _parse_vias(h):
             return None
     except SipParseError:
         return None
+    if to_tag is None:
+        to_tag = generate_tag()
     out = Headers()
     for value in h.get_fields("Via"):
         out._append_trusted("Via", value)
-    checks: list[tuple[str, Callable[[], object]]] = [
-        ("From", lambda: probe.from_addr), ("To", lambda: probe.to_addr),
-        ("Call-ID", lambda: probe.call_id), ("CSeq", lambda: probe.cseq)]
-    for name, check in checks:
-        try:
-            check()
-        except SipParseError:
+    for name in ("From", "To", "Call-ID", "CSeq"):
+        value = h.get(name)
+        if value is None:
             continue
-        value = probe._single(h, name)
-        if name == "To" and to_tag and probe.to_addr.tag is None:
-            value = f"{value};tag={to_tag}"
+        if name == "To":
+            try:
+                if NameAddr.parse(value).tag is None:
+                    value = f"{value};tag={to_tag}"
+            except SipParseError:
+                pass
         out._append_trusted(name, value)
     return Response(error.status, error.reason, out)
 

@@ -61,6 +61,8 @@ _SAFE_HNV = re.compile(rf"[{_HNV_CHARS}]*")
 # grammar but common in real deployments' host names, so they are accepted.
 _HOSTNAME_RE = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9\-_]*[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9\-_]*[A-Za-z0-9_])?)*\.?")
 _IPV4_RE = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_IPV4_STRICT_RE = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
 # absoluteURI as a server meets it: anything printable but separators that end
 # a URI in a header (RFC 3986 §2 characters).
@@ -104,6 +106,11 @@ def _escape(text: str, safe: re.Pattern[str]) -> str:
     return "".join(out)
 
 
+def _small_int_ok(text: str, limit: int) -> bool:
+    # Length first: int() of thousands of digits is slow or refused.
+    return len(text) <= 5 and text.isdigit() and text.isascii() and int(text) <= limit
+
+
 def _parse_port(text: str) -> int:
     if not text.isdigit() or not text.isascii() or len(text) > 5:
         raise _bad("malformed port")
@@ -123,10 +130,10 @@ def _check_host(host: str) -> str:
         except ValueError:
             raise _bad("malformed IPv6 address") from None
         return host.lower()
-    if _IPV4_RE.fullmatch(host):
-        if any(int(part) > 255 for part in host.split(".")):
-            raise _bad("malformed IPv4 address")
+    if _IPV4_STRICT_RE.fullmatch(host):
         return host
+    if _IPV4_RE.fullmatch(host):
+        raise _bad("malformed IPv4 address")
     if not _HOSTNAME_RE.fullmatch(host):
         raise _bad("malformed host name")
     return host.lower()
@@ -227,7 +234,7 @@ class SipUri:
                 headers.setdefault(_unescape(name), _unescape(value))
         if "ttl" in params:
             ttl = params["ttl"]
-            if ttl is None or not ttl.isdigit() or not ttl.isascii() or int(ttl) > 255:
+            if ttl is None or not _small_int_ok(ttl, 255):
                 raise _bad("malformed ttl parameter")
         return cls(scheme, user, password, host, port, params, headers)
 
@@ -425,8 +432,12 @@ class NameAddr:
             if not rest.startswith("<"):
                 raise _bad("display name not followed by <URI>")
             return cls._parse_bracketed(rest, display)
+        # name-addr when a "<" comes before any ":" (a display name has no
+        # colon, an addr-spec starts with a scheme and a colon; a "<" after
+        # that is inside a quoted parameter value).
         lt = s.find("<")
-        if lt >= 0:
+        colon = s.find(":")
+        if lt >= 0 and (colon < 0 or lt < colon):
             words = s[:lt].split()
             # display-name = *(token LWS): non-ASCII words are accepted too,
             # because user agents send unquoted UTF-8 names.
@@ -523,10 +534,10 @@ class Via:
         host, port = parse_host_port(sent_by)
         params = parse_params(rest[semi:], "Via") if semi >= 0 else {}
         rport = params.get("rport")
-        if rport is not None and not (rport.isdigit() and rport.isascii() and 0 < int(rport) <= 65535):
+        if rport is not None and not (_small_int_ok(rport, 65535) and int(rport) > 0):
             raise _bad("malformed Via rport")
         ttl = params.get("ttl")
-        if ttl is not None and not (ttl.isdigit() and ttl.isascii() and int(ttl) <= 255):
+        if ttl is not None and not _small_int_ok(ttl, 255):
             raise _bad("malformed Via ttl")
         return cls(transport.upper(), host, port, params, f"{name.upper()}/{version}")
 
