@@ -141,7 +141,7 @@ class Registrar:
             decision.removed = list(current.values())
             current = {}
         else:
-            for contact in request.contacts:
+            for contact, raw in zip(request.contacts, request.headers.get_all("Contact"), strict=True):
                 expires = self._expires_for(contact, header_expires)
                 if 0 < expires < self.policy.min_expires:
                     # §10.3 step 7: too brief: tell the client the least we accept.
@@ -159,7 +159,8 @@ class Registrar:
                     continue
                 binding = Binding(
                     aor=aor,
-                    contact=str(replace(contact, params={k: v for k, v in contact.params.items() if k != "expires"})),
+                    contact=raw.strip() if "expires" not in contact.params else
+                    str(replace(contact, params={k: v for k, v in contact.params.items() if k != "expires"})),
                     contact_uri=uri,
                     expires_at=now + expires,
                     call_id=call_id,

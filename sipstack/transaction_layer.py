@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sipstack.addressing import Address, Transport
+from sipstack.headers import split_list
 from sipstack.message import Request, Response, make_response
 from sipstack.transaction import (
     T1,
@@ -115,25 +116,29 @@ def response_destination(request: Request, source: Address) -> Address:
     return Address(Transport.UDP, source.host, via.port or 5060)
 
 
-def stamp_via(message: Request | Response, source: Address) -> None:
+def stamp_via(message: Request | Response, source: Address, request: Request | None = None) -> None:
     """RFC 3261 §18.2.1 and RFC 3581 §4: record where a request really came from in its top
     Via (received=, rport=), so every response finds its way back through NAT.
 
     Applied to the *response's* copy of the Via (which make_response took from the request):
     the result on the wire is the same, and the request stays untouched, so nothing parsed
-    from it has to be parsed again."""
-    vias = message.vias
-    top = vias[0]
-    changed = False
+    from it has to be parsed again. With `request` given, its already-parsed top Via is the
+    template and only that one value is rewritten."""
+    top = (request or message).top_via
+    params = dict(top.params)
     if top.host != source.host:
-        top.params["received"] = source.host
-        changed = True
+        params["received"] = source.host
     if top.has_rport:
-        top.params["received"] = source.host
-        top.params["rport"] = str(source.port)
-        changed = True
-    if changed:
-        message.headers.set("Via", ", ".join(str(v) for v in vias))
+        params["received"] = source.host
+        params["rport"] = str(source.port)
+    if params == top.params:
+        return
+    fields = message.headers.get_fields("Via")
+    values = split_list(fields[0])  # the first field may hold several comma-separated values
+    values[0] = str(replace(top, params=params))
+    message.headers.set("Via", ", ".join(values))
+    for value in fields[1:]:
+        message.headers.add("Via", value)
 
 
 class TransactionLayer:
@@ -214,7 +219,7 @@ class TransactionLayer:
         return tx, self._run(tx, tx.start(now))
 
     def respond(self, tx: ServerTransaction, response: Response, now: float) -> Output:
-        stamp_via(response, tx.source)
+        stamp_via(response, tx.source, tx.request)
         return self._run(tx, tx.respond(response, now))
 
     def transport_error(self, tx: ClientTransaction | ServerTransaction) -> Output:

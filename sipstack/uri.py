@@ -8,6 +8,7 @@ no backtracking regular expressions.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -175,6 +176,16 @@ def _same_host(a: str, b: str) -> bool:
     return False
 
 
+# Enough distinct URIs for every phone of a large site; an attacker sending endless new URIs
+# only churns the cache, whose entries are small.
+URI_CACHE_SIZE = 8192
+
+
+@functools.lru_cache(maxsize=URI_CACHE_SIZE)
+def _parse_sip_uri_cached(text: str) -> SipUri:
+    return SipUri._parse_uncached(text)
+
+
 @dataclass
 class SipUri:
     """A sip: or sips: URI (RFC 3261 §19.1). ``user`` and ``password`` are
@@ -191,6 +202,13 @@ class SipUri:
 
     @classmethod
     def parse(cls, text: str) -> SipUri:
+        # A phone sends the same few URIs in every message (Request-URI, From, To, Contact):
+        # validate each text once and hand out copies, since callers may change theirs.
+        u = _parse_sip_uri_cached(text)
+        return cls(u.scheme, u.user, u.password, u.host, u.port, dict(u.params), dict(u.headers))
+
+    @classmethod
+    def _parse_uncached(cls, text: str) -> SipUri:
         scheme, colon, rest = text.partition(":")
         scheme = scheme.lower()
         if not colon or scheme not in ("sip", "sips"):
