@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import secrets
 import socket
 import time
@@ -21,6 +22,10 @@ from callcenter.bus import EventBus
 from callcenter.config import Config, ConfigError
 from callcenter.database import apply_all, open_database
 from callcenter.tls import ensure_self_signed, server_context
+from crm.db import Database
+from crm.demo import seed_demo
+from crm.schema import MIGRATIONS as CRM_MIGRATIONS
+from crm.service import Crm
 from sipstack.addressing import Transport
 from sipstack.auth import DigestAlgorithm
 from sipstack.errors import SipParseError
@@ -37,11 +42,14 @@ log = logging.getLogger(__name__)
 # How often expired registrations are swept from memory and the database.
 EXPIRY_SWEEP_INTERVAL = 15.0
 DEMO_EXTENSIONS = range(1001, 1021)
+DEMO_MEMBERS = 200
+# Demo only: the web users agent1..agent5, supervisor1, tech1..tech3 and auditor1 share it.
+DEMO_USER_PASSWORD = "demo1234"
 
 
 def schemas() -> dict[str, list[str]]:
     """Every component's migrations, in the order they may depend on each other."""
-    return {"sip": SIP_MIGRATIONS, "acd": ACD_MIGRATIONS}
+    return {"sip": SIP_MIGRATIONS, "acd": ACD_MIGRATIONS, "crm": CRM_MIGRATIONS}
 
 
 class Application:
@@ -50,6 +58,8 @@ class Application:
         self.bus = EventBus()
         self.db: aiosqlite.Connection | None = None
         self._sip_db: aiosqlite.Connection | None = None
+        self._crm_db: aiosqlite.Connection | None = None
+        self.crm: Crm | None = None
         self.directory: ExtensionDirectory | None = None
         self.sip: SipServer | None = None
         self.transports: TransportManager | None = None
@@ -70,6 +80,9 @@ class Application:
         # The registrar's write-behind flusher gets a connection of its own, so its batches never
         # interleave with the business transactions on the main one (WAL lets both proceed).
         self._sip_db = await open_database(db_path)
+        # The CRM serialises its transactions on a connection of its own for the same reason.
+        self._crm_db = await open_database(db_path)
+        self.crm = Crm.build(Database(self._crm_db))
 
         self.directory = ExtensionDirectory(self.db)
         if cfg.demo:
@@ -97,6 +110,10 @@ class Application:
         await self._listen_sip()
         await self._start_http()
         self._tasks.append(asyncio.get_running_loop().create_task(self._sweep_expired(), name="expiry"))
+        if cfg.demo:
+            # Seeding the CRM's demo data takes seconds (hundreds of audited writes); the server
+            # serves calls meanwhile and the data appears when it is done.
+            self._tasks.append(asyncio.get_running_loop().create_task(self._seed_crm_demo(), name="demo-seed"))
         self.started.set()
         log.info("callcenter ready: %s", json.dumps(self.ports))
 
@@ -112,7 +129,7 @@ class Application:
             await self.transports.close()
         if self.store is not None:
             await self.store.close()
-        for conn in (self._sip_db, self.db):
+        for conn in (self._crm_db, self._sip_db, self.db):
             if conn is not None:
                 await conn.close()
 
@@ -167,6 +184,25 @@ class Application:
             if self.directory.get(str(number)) is None:
                 # Demo only: the password of extension N is "demoN" (ARCHITECTURE.md).
                 await self.directory.upsert(Extension(str(number), f"分机 {number}", f"demo{number}"))
+
+    async def _seed_crm_demo(self) -> None:
+        assert self.crm is not None
+        db = self.crm.db
+        if await db.fetch_value("SELECT COUNT(*) FROM users WHERE username = 'admin'"):
+            return
+        admin_password = os.environ.get("CALLCENTER_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+        try:
+            await seed_demo(db, members=DEMO_MEMBERS, password=DEMO_USER_PASSWORD, admin_password=admin_password)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("seeding the demo data failed")
+            return
+        if "CALLCENTER_ADMIN_PASSWORD" not in os.environ:
+            # Shown once: only its hash is stored.
+            print(f"demo admin password (user 'admin'): {admin_password}", flush=True)
+        log.info("demo data seeded: %d members; users agent1..agent5 etc. with password %r",
+                 DEMO_MEMBERS, DEMO_USER_PASSWORD)
 
     async def _sweep_expired(self) -> None:
         while True:
