@@ -73,6 +73,9 @@ class DigestAlgorithm(enum.Enum):
 # auth-param lists (RFC 3261 §25.1 digest-response / challenge grammar)
 
 _TOKEN_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# A quoted-string body: anything but a quote or backslash, or a backslash-escaped character.
+_QUOTED_STRING_RE = re.compile(r'"((?:[^"\\]|\\.)*)"', re.S)
+_QUOTED_PAIR_RE = re.compile(r"\\(.)", re.S)
 _NC_RE = re.compile(r"[0-9A-Fa-f]{8}")
 
 
@@ -114,22 +117,13 @@ def _parse_auth_params(value: str, what: str) -> dict[str, str]:
             pos += 1
         if pos < end and text[pos] == '"':
             # RFC 3261 §25.1 quoted-string with quoted-pair (backslash escapes).
-            pos += 1
-            chars: list[str] = []
-            while True:
-                if pos >= end:
-                    raise SipParseError(f"Bad Request: malformed {what}: unterminated quoted {name!r}")
-                ch = text[pos]
-                if ch == "\\" and pos + 1 < end:
-                    chars.append(text[pos + 1])
-                    pos += 2
-                    continue
-                if ch == '"':
-                    pos += 1
-                    break
-                chars.append(ch)
-                pos += 1
-            param = "".join(chars)
+            quoted = _QUOTED_STRING_RE.match(text, pos)
+            if quoted is None:
+                raise SipParseError(f"Bad Request: malformed {what}: unterminated quoted {name!r}")
+            param = quoted.group(1)
+            if "\\" in param:
+                param = _QUOTED_PAIR_RE.sub(r"\1", param)
+            pos = quoted.end()
         else:
             # Unquoted: some clients leave uri or cnonce bare; take up to the comma.
             comma = text.find(",", pos)
