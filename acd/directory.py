@@ -11,8 +11,7 @@ from dataclasses import dataclass
 
 import aiosqlite
 
-MIGRATIONS: list[str] = [
-    """
+MIGRATIONS_EXTENSIONS = """
     CREATE TABLE extensions (
         number       TEXT PRIMARY KEY,
         display_name TEXT NOT NULL DEFAULT '',
@@ -21,8 +20,7 @@ MIGRATIONS: list[str] = [
         enabled      INTEGER NOT NULL DEFAULT 1,
         created_at   TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
     );
-    """,
-]
+"""
 
 # Extension numbers are dialled on phone keypads: digits only, 2 to 10 of them.
 NUMBER_RE = re.compile(r"^[0-9]{2,10}$")

@@ -8,6 +8,7 @@ import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 
@@ -40,25 +41,39 @@ def free_port(host: str) -> int:
     raise OSError("no free port")
 
 
-def run_sipp(scenario: str, target: str, workdir: Path, *, calls: int = 1, rate: float = 10,
+def sipp_command(scenario: str, target: str, *, calls: int = 1, rate: float = 10,
              transport: str = "u1", local_ip: str = "127.0.0.1", service: str | None = None,
              auth: tuple[str, str] | None = None, timeout: float = 60,
-             extra: list[str] | None = None) -> SippResult:
-    """Run one SIPp scenario to completion (it stops by itself after `calls` calls).
+             keys: dict[str, str] | None = None, local_port: int | None = None,
+             extra: list[str] | None = None) -> list[str]:
+    """The SIPp command line for one scenario (it stops by itself after `calls` calls).
 
     `service` fills the scenario's [service] (the extension); `auth` is the digest user and
-    password that `[authentication]` answers challenges with."""
-    workdir.mkdir(parents=True, exist_ok=True)
+    password that `[authentication]` answers challenges with; `keys` fill custom [keywords]."""
     cmd = ["sipp", target, "-sf", str(SCENARIOS / scenario), "-m", str(calls), "-r", str(rate),
-           "-t", transport, "-i", local_ip, "-p", str(free_port(local_ip)), "-nostdin",
+           "-t", transport, "-i", local_ip, "-p", str(local_port or free_port(local_ip)), "-nostdin",
            "-trace_stat", "-stf", "stat.csv", "-trace_err", "-timeout", f"{int(timeout)}s",
            "-timeout_error", "-max_retrans", "3", "-nd"]
     if service is not None:
         cmd += ["-s", service]
     if auth is not None:
         cmd += ["-au", auth[0], "-ap", auth[1]]
+    for key, value in (keys or {}).items():
+        cmd += ["-key", key, value]
     cmd += extra or []
+    return cmd
+
+
+def run_sipp(scenario: str, target: str, workdir: Path, *, timeout: float = 60, **options: Any) -> SippResult:
+    """Run one SIPp scenario to completion in `workdir`; options as for `sipp_command`."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    cmd = sipp_command(scenario, target, timeout=timeout, **options)
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, timeout=timeout + 30)
+    return read_result(workdir, proc.returncode, proc.stdout + proc.stderr)
+
+
+def read_result(workdir: Path, returncode: int, output: bytes) -> SippResult:
+    """What a finished SIPp run in `workdir` achieved, from its -trace_stat CSV and error log."""
     successful = failed = 0
     stat = workdir / "stat.csv"
     if stat.exists():
@@ -68,5 +83,4 @@ def run_sipp(scenario: str, target: str, workdir: Path, *, calls: int = 1, rate:
             successful = int(last[header.index("SuccessfulCall(C)")])
             failed = int(last[header.index("FailedCall(C)")])
     errors = "".join(p.read_text(errors="replace")[-3000:] for p in workdir.glob("*_errors.log"))
-    return SippResult(proc.returncode, successful, failed,
-                      proc.stdout.decode(errors="replace")[-3000:] + proc.stderr.decode(errors="replace") + errors)
+    return SippResult(returncode, successful, failed, output.decode(errors="replace")[-4000:] + errors)

@@ -16,8 +16,10 @@ from pathlib import Path
 import aiosqlite
 import uvicorn
 
-from acd.directory import MIGRATIONS as ACD_MIGRATIONS
+from acd.calls import CallManager, CallPolicy
+from acd.cdr import CdrWriter
 from acd.directory import Extension, ExtensionDirectory
+from acd.schema import MIGRATIONS as ACD_MIGRATIONS
 from callcenter.bus import EventBus
 from callcenter.config import Config, ConfigError
 from callcenter.database import apply_all, open_database
@@ -26,6 +28,7 @@ from crm.db import Database
 from crm.demo import seed_demo
 from crm.schema import MIGRATIONS as CRM_MIGRATIONS
 from crm.service import Crm
+from mediacore.engine import MediaEngine
 from sipstack.addressing import Transport
 from sipstack.auth import DigestAlgorithm
 from sipstack.errors import SipParseError
@@ -34,6 +37,7 @@ from sipstack.registrar_store import MIGRATIONS as SIP_MIGRATIONS
 from sipstack.registrar_store import BindingStore
 from sipstack.security import SecurityPolicy
 from sipstack.server import ServerSettings, SipServer
+from sipstack.session import SessionLayer
 from sipstack.transport.manager import TransportManager
 from webui.app import WebServices, create_app
 
@@ -60,6 +64,8 @@ class Application:
         self._sip_db: aiosqlite.Connection | None = None
         self._crm_db: aiosqlite.Connection | None = None
         self.crm: Crm | None = None
+        self.engine: MediaEngine | None = None
+        self.calls: CallManager | None = None
         self.directory: ExtensionDirectory | None = None
         self.sip: SipServer | None = None
         self.transports: TransportManager | None = None
@@ -108,6 +114,7 @@ class Application:
         self.transports = TransportManager(self.sip.on_message, self.sip.flow_closed)
         self.sip.attach(asyncio.get_running_loop(), self.transports.send)
         await self._listen_sip()
+        await self._start_calls()
         await self._start_http()
         self._tasks.append(asyncio.get_running_loop().create_task(self._sweep_expired(), name="expiry"))
         if cfg.demo:
@@ -118,6 +125,8 @@ class Application:
         log.info("callcenter ready: %s", json.dumps(self.ports))
 
     async def stop(self) -> None:
+        if self.calls is not None:
+            await self.calls.drain()
         if self._http is not None:
             self._http.should_exit = True
         for task in self._tasks:
@@ -129,6 +138,8 @@ class Application:
             await self.transports.close()
         if self.store is not None:
             await self.store.close()
+        if self.engine is not None:
+            self.engine.close()
         for conn in (self._crm_db, self._sip_db, self.db):
             if conn is not None:
                 await conn.close()
@@ -155,6 +166,18 @@ class Application:
             port = self.transports.port(transport)
             if port is not None:
                 self.ports[f"sip_{transport.value}"] = port
+
+    async def _start_calls(self) -> None:
+        cfg, net = self.config, self.config.network
+        assert self.sip is not None and self.directory is not None and self.db is not None
+        self.engine = MediaEngine(net.bind, net.rtp_port_min, net.rtp_port_max)
+        await self.engine.start(asyncio.get_running_loop())
+        local = cfg.advertised_address
+        sip = self.sip
+        self.calls = CallManager(
+            sip, lambda on_invite: SessionLayer(sip, local, self.ports, on_invite), self.engine,
+            self.directory, CdrWriter(self.db), self.bus.publish, local, CallPolicy())
+        self.engine.set_event_handler(self.calls.on_media_event)
 
     async def _start_http(self) -> None:
         net = self.config.network
@@ -231,7 +254,8 @@ class Application:
             except Exception:
                 db_ok = False
         sip_ok = self.transports is not None and bool(self.ports.get("sip_udp") or self.ports.get("sip_tcp"))
-        return {"sip": sip_ok, "database": db_ok}
+        media_ok = self.engine is not None and self.engine.engine_thread_id is not None
+        return {"sip": sip_ok, "media": media_ok, "database": db_ok}
 
     def metrics(self) -> str:
         lines: list[str] = []

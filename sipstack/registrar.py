@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from sipstack.addressing import Address, Transport
 from sipstack.errors import SipParseError
 from sipstack.message import Request, Response, make_response
-from sipstack.uri import NameAddr
+from sipstack.uri import NameAddr, SipUri, parse_uri
 
 # A phone registers a handful of contacts (desk phone, softphone, mobile); more than this for
 # one AOR is a misconfiguration or an attack filling memory.
@@ -35,9 +35,31 @@ class Binding:
     instance: str | None = None
     reg_id: str | None = None
     user_agent: str = ""
+    #: A NAT sits between the phone and us: it claims (Via, Contact) one address but its packets
+    #: come from another. Requests then go to the address packets came from.
+    nat: bool = False
 
     def expires_in(self, now: float) -> int:
         return max(0, int(round(self.expires_at - now)))
+
+    def target(self) -> Address:
+        """Where requests for this binding go. Over a live connection: that connection (RFC 5626).
+        Behind NAT: the address its packets came from (RFC 3581's logic, applied to requests).
+        Otherwise: the Contact itself, which also serves third-party registrations."""
+        if self.source.flow is not None or self.nat:
+            return self.source
+        uri = parse_uri(self.contact_uri)
+        if not isinstance(uri, SipUri):
+            return self.source
+        transport = uri.params.get("transport") or ("tls" if uri.scheme == "sips" else "udp")
+        try:
+            kind = Transport(transport.lower())
+        except ValueError:
+            return self.source
+        if kind.reliable and kind not in (Transport.TCP, Transport.TLS):
+            return self.source  # a WebSocket client is reachable only over its socket
+        default = 5061 if kind is Transport.TLS else 5060
+        return Address(kind, uri.host, uri.port or default)
 
 
 @dataclass
@@ -169,6 +191,7 @@ class Registrar:
                     instance=contact.params.get("+sip.instance"),
                     reg_id=contact.params.get("reg-id"),
                     user_agent=(request.headers.get("User-Agent") or "")[:200],
+                    nat=_behind_nat(request, contact, source),
                 )
                 current[uri] = binding
                 decision.upserted.append(binding)
@@ -200,3 +223,17 @@ class Registrar:
     def _reject(request: Request, status: int, reason: str, to_tag: str) -> RegistrarDecision:
         return RegistrarDecision(make_response(request, status, reason, to_tag=to_tag))
 
+
+
+def _behind_nat(request: Request, contact: NameAddr, source: Address) -> bool:
+    """The phone's own view (top Via sent-by and Contact agree) differs from where its packets
+    come from: something rewrote the address on the way. A Contact that differs from the Via
+    is a registration on someone else's behalf, not NAT."""
+    uri = contact.uri
+    if not isinstance(uri, SipUri):
+        return False
+    via = request.top_via
+    claimed = (via.host, via.port or 5060)
+    if (uri.host, uri.port or 5060) != claimed:
+        return False
+    return (source.host, source.port) != claimed

@@ -39,6 +39,10 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX sip_bindings_expires ON sip_bindings (expires_at);
     """,
+    # 2: whether a NAT sits between the phone and us (requests then go to its packets' source).
+    """
+    ALTER TABLE sip_bindings ADD COLUMN nat INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 
@@ -54,14 +58,14 @@ class BindingStore:
         await self._conn.execute("DELETE FROM sip_bindings WHERE expires_at <= ?", (now,))
         async with self._conn.execute(
             "SELECT aor, contact, contact_uri, expires_at, call_id, cseq, transport, source_host,"
-            " source_port, instance, reg_id, user_agent FROM sip_bindings"
+            " source_port, instance, reg_id, user_agent, nat FROM sip_bindings"
         ) as cur:
             rows = await cur.fetchall()
         # Connection ids do not survive a restart: such bindings fall back to the source address.
         return [
             Binding(aor=r[0], contact=r[1], contact_uri=r[2], expires_at=r[3], call_id=r[4], cseq=r[5],
                     source=Address(Transport(r[6]), r[7], r[8]), instance=r[9], reg_id=r[10],
-                    user_agent=r[11])
+                    user_agent=r[11], nat=bool(r[12]))
             for r in rows
         ]
 
@@ -97,15 +101,16 @@ class BindingStore:
             await self._conn.executemany("DELETE FROM sip_bindings WHERE aor = ? AND contact_uri = ?", deletes)
             await self._conn.executemany(
                 "INSERT INTO sip_bindings (aor, contact_uri, contact, expires_at, call_id, cseq, transport,"
-                " source_host, source_port, instance, reg_id, user_agent)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " source_host, source_port, instance, reg_id, user_agent, nat)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (aor, contact_uri) DO UPDATE SET contact = excluded.contact,"
                 " expires_at = excluded.expires_at, call_id = excluded.call_id, cseq = excluded.cseq,"
                 " transport = excluded.transport, source_host = excluded.source_host,"
                 " source_port = excluded.source_port, instance = excluded.instance,"
-                " reg_id = excluded.reg_id, user_agent = excluded.user_agent",
+                " reg_id = excluded.reg_id, user_agent = excluded.user_agent, nat = excluded.nat",
                 [(b.aor, b.contact_uri, b.contact, b.expires_at, b.call_id, b.cseq, b.source.transport.value,
-                  b.source.host, b.source.port, b.instance, b.reg_id, b.user_agent) for b in upserts],
+                  b.source.host, b.source.port, b.instance, b.reg_id, b.user_agent, int(b.nat))
+                 for b in upserts],
             )
             await self._conn.execute("COMMIT")
         except BaseException:

@@ -139,3 +139,18 @@ async def test_bindings_survive_a_restart(tmp_path: Path) -> None:
     restored = registrar()
     restored.load(loaded)
     assert restored.lookup("1001", NOW + 1)[0].expires_in(NOW + 1) == 299
+
+
+def test_requests_go_behind_nat_to_the_source_but_otherwise_to_the_contact() -> None:
+    r = registrar()
+    # The phone says it is 192.0.2.20:5062 (Via and Contact agree) but its packets come from
+    # 203.0.113.9:40000: a NAT rewrote them, so requests must go to the packets' source.
+    natted = Address(Transport.UDP, "203.0.113.9", 40000)
+    r.process(register(["<sip:1001@192.0.2.20:5062>"]), "1001", natted, NOW, "t")
+    assert r.lookup("1001", NOW)[0].target() == natted
+    # Contact differs from the Via: registered on someone else's behalf; the Contact is the target.
+    r.process(register(["<sip:1002@192.0.2.30:5070;transport=tcp>"], call_id="third"), "1002", PHONE, NOW, "t")
+    assert r.lookup("1002", NOW)[0].target() == Address(Transport.TCP, "192.0.2.30", 5070)
+    # No NAT: the phone is where it says, so Contact and source are the same place.
+    r.process(register(["<sip:1003@192.0.2.20:5062>"], call_id="plain"), "1003", PHONE, NOW, "t")
+    assert r.lookup("1003", NOW)[0].target() == PHONE

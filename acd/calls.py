@@ -1,0 +1,350 @@
+"""Calls: the B2BUA that joins a caller's leg to a callee's leg, signalling and media.
+
+A call from a registered extension: authenticate the INVITE (407), negotiate the caller's
+offer, route the dialled number, ring every registered contact of the target at once, and on
+the first answer bridge the two media endpoints in the engine and answer the caller. Whatever
+ends first — either side's BYE, CANCEL, a rejection, the no-answer timer, RTP silence, the
+maximum duration — ends the other leg too and writes one CDR.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from acd.cdr import CdrRecord, CdrWriter, Disposition
+from acd.directory import ExtensionDirectory
+from acd.events import CallAnswered, CallEnded, CallStarted
+from mediacore.engine import Endpoint, MediaEngine
+from mediacore.errors import MediaError
+from mediacore.events import MediaEvent, RtpTimeout
+from sipstack.registrar import Registrar
+from sipstack.sdp import Codec, NegotiatedMedia, SdpError, build_offer, negotiate_answer, parse, parse_answer
+from sipstack.server import SipServer
+from sipstack.session import (
+    Answered,
+    EndCause,
+    Ended,
+    InboundLeg,
+    Leg,
+    LegEvent,
+    Offer,
+    OutboundLeg,
+    Progress,
+    SessionLayer,
+)
+from sipstack.transaction_layer import RequestReceived
+from sipstack.uri import NameAddr, SipUri, parse_uri
+
+log = logging.getLogger(__name__)
+
+# The codecs the engine relays and transcodes natively, in our order of preference.
+ENGINE_CODECS = (Codec("PCMU", 8000, payload_type=0), Codec("PCMA", 8000, payload_type=8))
+
+
+@dataclass
+class CallPolicy:
+    #: Seconds the callee may ring before the caller gets 480 (Asterisk's Dial timeout).
+    ring_timeout: float = 60.0
+    #: Seconds of RTP silence from either side after which the call is torn down.
+    rtp_timeout: float = 30.0
+    #: Longest call allowed, in seconds; 0 for no limit.
+    max_duration: float = 4 * 3600.0
+
+
+class CallManager:
+    """Accepts new INVITEs from the session layer and runs a `Call` for each."""
+
+    def __init__(self, server: SipServer, sessions_factory: Callable[[Callable[[RequestReceived], None]], SessionLayer],
+                 engine: MediaEngine, directory: ExtensionDirectory, cdr: CdrWriter,
+                 publish: Callable[[object], None], media_address: str, policy: CallPolicy) -> None:
+        self.server = server
+        self.sessions = sessions_factory(self.on_invite)
+        self.engine = engine
+        self.directory = directory
+        self.cdr = cdr
+        self.publish = publish
+        self.media_address = media_address
+        self.policy = policy
+        self.calls: dict[str, Call] = {}
+        self._by_endpoint: dict[int, Call] = {}
+        self._session_ids = itertools.count(secrets.randbelow(2**31))
+        self._writes: set[asyncio.Task[None]] = set()
+
+    @property
+    def registrar(self) -> Registrar:
+        return self.server.registrar
+
+    def on_invite(self, event: RequestReceived) -> None:
+        username = self.server.authenticate(event, proxy=True)
+        if username is None:
+            return  # challenged (407) or refused
+        call = Call(self, event, username)
+        self.calls[call.id] = call
+        call.start()
+
+    def on_media_event(self, event: MediaEvent) -> None:
+        if isinstance(event, RtpTimeout):
+            call = self._by_endpoint.get(event.endpoint_id)
+            if call is not None:
+                call.hangup("rtp_timeout", side="system")
+
+    def next_session_id(self) -> int:
+        return next(self._session_ids)
+
+    def track_endpoint(self, endpoint: Endpoint, call: Call) -> None:
+        self._by_endpoint[endpoint.id] = call
+
+    def release(self, call: Call) -> None:
+        self.calls.pop(call.id, None)
+        for endpoint in call.endpoints:
+            self._by_endpoint.pop(endpoint.id, None)
+
+    def write_cdr(self, record: CdrRecord) -> None:
+        task = asyncio.get_running_loop().create_task(self._write(record))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _write(self, record: CdrRecord) -> None:
+        try:
+            await self.cdr.write(record)
+        except Exception:
+            log.exception("could not write the CDR of call %s", record.call_id)
+
+    async def drain(self) -> None:
+        """Hang up every call and wait for their CDRs (shutdown)."""
+        for call in list(self.calls.values()):
+            call.hangup("shutdown", side="system")
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
+
+
+class Call:
+    def __init__(self, manager: CallManager, event: RequestReceived, caller: str) -> None:
+        self.manager = manager
+        self.id = uuid.uuid4().hex
+        self.inbound = InboundLeg(manager.sessions, event)
+        self.inbound.listener = self._on_inbound
+        self.caller = caller
+        request = event.request
+        self.dialled = request.uri.user if isinstance(request.uri, SipUri) and request.uri.user else ""
+        self.outbound: list[OutboundLeg] = []
+        self.answered_leg: OutboundLeg | None = None
+        self.endpoints: list[Endpoint] = []
+        self.started_at = time.time()
+        self.answered_at: float | None = None
+        self.offer_b = None
+        self.codec_a: NegotiatedMedia | None = None
+        self.status = 0
+        self._ended = False
+        self._timers: list[asyncio.TimerHandle] = []
+
+    # ------------------------------------------------------------- set-up
+
+    def start(self) -> None:
+        m = self.manager
+        m.publish(CallStarted(self.id, self.caller, self.dialled, self.started_at))
+        try:
+            offer = parse(self.inbound.remote_sdp) if self.inbound.remote_sdp else None
+        except SdpError as exc:
+            self._refuse(400, f"Bad Request: malformed SDP ({exc})")
+            return
+        if offer is None:
+            # A late offer (INVITE without SDP) is legal but not supported yet: say so plainly.
+            self._refuse(488, "Not Acceptable Here: an SDP offer is required")
+            return
+        target = m.directory.get(self.dialled)
+        if target is None or not target.enabled:
+            self._refuse(404, "Not Found")
+            return
+        bindings = m.registrar.lookup(self.dialled)
+        if not bindings:
+            self._refuse(480, "Temporarily Unavailable")
+            return
+        session_id = m.next_session_id()
+        # First learn which codec the caller's offer gives us, then open the endpoint for it.
+        _, probe = negotiate_answer(offer, ENGINE_CODECS, address=m.media_address, port=9,
+                                    session_id=session_id, session_version=1)
+        if probe is None:
+            self._refuse(488, "Not Acceptable Here: no common codec (PCMU, PCMA)")
+            return
+        try:
+            self.endpoint_a = self._endpoint(probe)
+            codec_b = Codec(probe.codec.name, probe.codec.clock_rate, payload_type=probe.codec.payload_type
+                            if probe.codec.payload_type in (0, 8) else None)
+            self.endpoint_b = m.engine.create_endpoint(codec_b.name, codec_b.payload_type or 0,
+                                                       rtp_timeout=m.policy.rtp_timeout, telephone_event_pt=101)
+        except MediaError as exc:
+            log.warning("call %s: no media endpoint: %s", self.id, exc)
+            self._refuse(503, "Service Unavailable: no media port free")
+            return
+        self.endpoints.append(self.endpoint_b)
+        m.track_endpoint(self.endpoint_b, self)
+        self.answer_a, self.codec_a = negotiate_answer(offer, ENGINE_CODECS, address=m.media_address,
+                                                       port=self.endpoint_a.local_port,
+                                                       session_id=session_id, session_version=1)
+        assert self.codec_a is not None
+        m.engine.set_remote(self.endpoint_a, self.codec_a.remote_address, self.codec_a.remote_port)
+        # The callee is offered the caller's codec, so the engine relays without transcoding.
+        self.offer_b = build_offer(m.media_address, self.endpoint_b.local_port, [codec_b],
+                                   session_id=m.next_session_id(), session_version=1)
+        caller_ext = m.directory.get(self.caller)
+        display = caller_ext.display_name if caller_ext else None
+        local = m.sessions.local_host
+        from_addr = NameAddr(SipUri("sip", self.caller, None, local, None), display or None, {})
+        to_addr = NameAddr(SipUri("sip", self.dialled, None, local, None), None, {})
+        for binding in bindings:
+            leg = OutboundLeg(m.sessions, target=binding.target(), request_uri=parse_uri(binding.contact_uri),
+                              from_addr=from_addr, to_addr=to_addr, sdp=self.offer_b.to_bytes())
+            leg.listener = self._on_outbound
+            self.outbound.append(leg)
+            leg.start()
+        loop = asyncio.get_running_loop()
+        self._timers.append(loop.call_later(m.policy.ring_timeout, self._ring_timeout))
+
+    def _endpoint(self, negotiated: NegotiatedMedia) -> Endpoint:
+        m = self.manager
+        endpoint = m.engine.create_endpoint(negotiated.codec.name, negotiated.codec.payload_type or 0,
+                                            rtp_timeout=m.policy.rtp_timeout,
+                                            telephone_event_pt=negotiated.telephone_event_pt)
+        self.endpoints.append(endpoint)
+        m.track_endpoint(endpoint, self)
+        return endpoint
+
+    # ------------------------------------------------------------- leg events
+
+    def _on_inbound(self, leg: Leg, event: LegEvent) -> None:
+        if isinstance(event, Ended):
+            side = "caller" if event.by_remote else "system"
+            self._finish(event.cause, side, event.status)
+        elif isinstance(event, Offer):
+            # Hold/unhold from the caller: keep media as is and answer with our current SDP.
+            leg.accept_offer(leg.local_sdp)
+
+    def _on_outbound(self, leg: Leg, event: LegEvent) -> None:
+        assert isinstance(leg, OutboundLeg)
+        if isinstance(event, Progress):
+            if self.answered_leg is None:
+                self.inbound.ring()
+        elif isinstance(event, Answered):
+            if self.answered_leg is not None:
+                leg.hangup()
+                return
+            self._connect(leg, event.sdp)
+        elif isinstance(event, Ended):
+            if leg is self.answered_leg:
+                self._finish(event.cause, "callee" if event.by_remote else "system", event.status)
+                return
+            if leg in self.outbound:
+                self.outbound.remove(leg)
+            self.status = max(self.status, event.status)
+            if not self.outbound and self.answered_leg is None and not self._ended:
+                status = 486 if event.cause is EndCause.BUSY else (event.status if event.status >= 400 else 480)
+                self._refuse(status, None, cause=event.cause)
+        elif isinstance(event, Offer):
+            leg.accept_offer(leg.local_sdp)
+
+    def _connect(self, leg: OutboundLeg, sdp: bytes) -> None:
+        m = self.manager
+        try:
+            negotiated = parse_answer(self.offer_b, parse(sdp)) if sdp else None  # type: ignore[arg-type]
+        except SdpError:
+            negotiated = None
+        if negotiated is None:
+            leg.hangup()
+            return
+        self.answered_leg = leg
+        self.answered_at = time.time()
+        for other in list(self.outbound):
+            if other is not leg:
+                other.hangup()  # RFC 3261 §16.7-style: CANCEL the forks that lost
+        m.engine.set_remote(self.endpoint_b, negotiated.remote_address, negotiated.remote_port)
+        m.engine.connect(self.endpoint_a, self.endpoint_b)
+        self.inbound.answer(self.answer_a.to_bytes())
+        m.publish(CallAnswered(self.id, self.dialled, self.answered_at))
+        if m.policy.max_duration:
+            loop = asyncio.get_running_loop()
+            self._timers.append(loop.call_later(m.policy.max_duration,
+                                                lambda: self.hangup("max_duration", side="system")))
+
+    # ------------------------------------------------------------- ending
+
+    def _ring_timeout(self) -> None:
+        if self.answered_leg is None and not self._ended:
+            for leg in list(self.outbound):
+                leg.hangup()
+            self.outbound.clear()
+            self._refuse(480, "Temporarily Unavailable: no answer", cause=EndCause.NO_ANSWER)
+
+    def hangup(self, reason: str, *, side: str) -> None:
+        """End the call from inside (RTP timeout, maximum duration, shutdown, supervisor):
+        both legs are hung up by `_finish`."""
+        self._finish(EndCause.NORMAL if self.answered_at else EndCause.FAILED, side, 0, cause_text=reason)
+
+    def _refuse(self, status: int, reason: str | None, *, cause: EndCause | None = None) -> None:
+        self.status = status
+        if not self._ended:
+            self.inbound.listener = None
+            self.inbound.reject(status, reason)
+        self._finish(cause or (EndCause.BUSY if status == 486 else EndCause.REJECTED), "system", status)
+
+    def _finish(self, cause: EndCause, side: str, status: int, *, cause_text: str | None = None) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        for timer in self._timers:
+            timer.cancel()
+        m = self.manager
+        # The other leg(s) end with this one.
+        if side != "caller":
+            self.inbound.listener = None
+            self.inbound.hangup()
+        for leg in [*self.outbound, *([self.answered_leg] if self.answered_leg else [])]:
+            leg.listener = None
+            leg.hangup()
+        loss = None
+        for endpoint in self.endpoints:
+            try:
+                stats = m.engine.stats(endpoint)
+                if endpoint is self.endpoints[0]:
+                    loss = round(100 * stats.loss_fraction, 3)
+                log.info("call %s leg port %d: in %d out %d lost %d dropped %d malformed %d jitter %.1f ms",
+                         self.id, endpoint.local_port, stats.packets_in, stats.packets_out, stats.packets_lost,
+                         stats.dropped, stats.malformed, stats.jitter_ms)
+                m.engine.destroy(endpoint)
+            except MediaError:
+                pass
+        m.release(self)
+        ended = time.time()
+        disposition = _disposition(cause, self.answered_at is not None)
+        record = CdrRecord(
+            call_id=self.id, caller=self.caller, callee=self.dialled, started_at=self.started_at,
+            ended_at=ended, disposition=disposition, hangup_side=side,
+            hangup_cause=cause_text or cause.value, answered_by=self.dialled if self.answered_at else "",
+            answered_at=self.answered_at, sip_status=status or self.status,
+            caller_name=(m.directory.get(self.caller).display_name if m.directory.get(self.caller) else ""),
+            codec=self.codec_a.codec.name if self.codec_a else "", rtp_loss_pct=loss,
+        )
+        m.write_cdr(record)
+        m.publish(CallEnded(self.id, str(disposition), side, record.hangup_cause, record.duration,
+                            record.billsec, ended))
+
+
+def _disposition(cause: EndCause, answered: bool) -> Disposition:
+    if answered:
+        return Disposition.ANSWERED
+    return {
+        EndCause.BUSY: Disposition.BUSY,
+        EndCause.CANCELLED: Disposition.CANCELLED,
+        EndCause.NO_ANSWER: Disposition.NO_ANSWER,
+        EndCause.REJECTED: Disposition.FAILED,
+        EndCause.FAILED: Disposition.FAILED,
+        EndCause.NORMAL: Disposition.NO_ANSWER,
+    }[cause]
+

@@ -1,0 +1,9 @@
+"""The acd component's numbered migrations (applied by the composition root)."""
+
+from acd.cdr import MIGRATIONS_CDR
+from acd.directory import MIGRATIONS_EXTENSIONS
+
+MIGRATIONS: list[str] = [
+    MIGRATIONS_EXTENSIONS,  # 1
+    MIGRATIONS_CDR,         # 2
+]

@@ -1,0 +1,465 @@
+# cython: language_level=3
+"""The media engine as a Python object: endpoint slots, the command and event rings, the thread.
+
+`Engine.start()` runs `native.medialoop.run_loop` in a thread that never takes the GIL. Methods
+here only validate, queue a command for that thread and return; `stats()` copies counters under
+the loop's state lock and `drain_events()` empties the event ring. `mediacore.engine` is the
+typed API the rest of the project uses over this module.
+"""
+
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.errno cimport errno
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free
+from libc.string cimport memcpy, memset
+from posix.time cimport CLOCK_MONOTONIC
+from posix.unistd cimport close, read
+
+from native.medialoop cimport (
+    BATCH,
+    CMD_ADD,
+    CMD_CONNECT,
+    CMD_DESTROY,
+    CMD_DISCONNECT,
+    CMD_SET_REMOTE,
+    CMD_SET_TIMEOUT,
+    CMD_STOP,
+    CODEC_PCMA,
+    CODEC_PCMU,
+    COMMAND_RING,
+    EV_FAILED,
+    EV_FINAL_STATS,
+    EV_RTP_TIMEOUT,
+    EVENT_RING,
+    MAX_DATAGRAM,
+    TAG_CLOCK,
+    TAG_COMMANDS,
+    TICK_NS,
+    Command,
+    Core,
+    Endpoint,
+    Event,
+    Snapshot,
+    apply_command,
+    close_endpoint,
+    free_graveyard,
+    push_command,
+    run_loop,
+    take_snapshot,
+)
+from native.rtpwire cimport get_port
+from native.sysio cimport (
+    AF_INET,
+    AF_INET6,
+    EFD_CLOEXEC,
+    EFD_NONBLOCK,
+    EPOLL_CLOEXEC,
+    EPOLL_CTL_ADD,
+    EPOLLIN,
+    TFD_CLOEXEC,
+    TFD_NONBLOCK,
+    epoll_create1,
+    epoll_ctl,
+    epoll_event,
+    eventfd,
+    htons,
+    itimerspec,
+    pthread_cond_destroy,
+    pthread_cond_init,
+    pthread_mutex_destroy,
+    pthread_mutex_init,
+    pthread_mutex_lock,
+    pthread_mutex_unlock,
+    sockaddr_in,
+    sockaddr_in6,
+    sockaddr_storage,
+    timerfd_create,
+    timerfd_settime,
+)
+
+import os
+import threading
+
+CODEC_IDS = {"PCMU": CODEC_PCMU, "PCMA": CODEC_PCMA}
+EVENT_RTP_TIMEOUT = EV_RTP_TIMEOUT
+EVENT_FINAL_STATS = EV_FINAL_STATS
+EVENT_FAILED = EV_FAILED
+
+
+cdef object address_tuple(const sockaddr_storage* addr):
+    """(packed IP address bytes, port) of an IPv4 or IPv6 socket address."""
+    if addr.ss_family == AF_INET:
+        return (PyBytes_FromStringAndSize(<const char*>&(<const sockaddr_in*>addr).sin_addr, 4),
+                get_port(addr))
+    return (PyBytes_FromStringAndSize(<const char*>&(<const sockaddr_in6*>addr).sin6_addr, 16),
+            get_port(addr))
+
+
+cdef dict snapshot_dict(const Snapshot* s):
+    return {
+        "endpoint_id": s.id,
+        "packets_in": s.counters.packets_in,
+        "bytes_in": s.counters.bytes_in,
+        "packets_out": s.counters.packets_out,
+        "bytes_out": s.counters.bytes_out,
+        "packets_expected": s.packets_expected,
+        "packets_lost": s.packets_lost,
+        "jitter_ms": s.jitter_ms,
+        "malformed": s.counters.malformed,
+        "dropped": s.counters.dropped,
+        "rtcp_packets_in": s.counters.rtcp_packets_in,
+        "send_errors": s.counters.send_errors,
+        "ssrc_in": s.ssrc_in if s.has_ssrc_in else None,
+        "ssrc_out": s.ssrc_out,
+        "remote": address_tuple(&s.remote) if s.remote_known else None,
+        "latched": bool(s.latched),
+    }
+
+
+cdef class Engine:
+    """The native engine: endpoint slots, the rings, the thread. Not thread-safe on the Python
+    side (call it from one thread, the asyncio loop's); `mediacore.engine.MediaEngine` wraps it."""
+
+    cdef Core* core
+    cdef Endpoint** table
+    cdef int capacity
+    cdef int* free_slots
+    cdef int free_count
+    cdef uint64_t serial
+    cdef Event* drained
+    cdef object thread
+    cdef bint closed
+
+    def __cinit__(self, int capacity):
+        cdef itimerspec tick
+        cdef epoll_event ev
+        cdef int i
+        cdef Core* c
+        if capacity < 1 or capacity > 32768:
+            raise ValueError(f"endpoint capacity must be 1..32768, got {capacity}")
+        self.capacity = capacity
+        self.core = <Core*>calloc(1, sizeof(Core))
+        self.table = <Endpoint**>calloc(capacity, sizeof(Endpoint*))
+        self.free_slots = <int*>calloc(capacity, sizeof(int))
+        self.drained = <Event*>calloc(EVENT_RING, sizeof(Event))
+        if self.core == NULL or self.table == NULL or self.free_slots == NULL or self.drained == NULL:
+            raise MemoryError()
+        c = self.core
+        c.epoll_fd = c.command_fd = c.event_fd = c.clock_fd = -1
+        c.commands = <Command*>calloc(COMMAND_RING, sizeof(Command))
+        c.events = <Event*>calloc(EVENT_RING, sizeof(Event))
+        c.rx_data = <uint8_t*>calloc(BATCH, MAX_DATAGRAM)
+        if c.commands == NULL or c.events == NULL or c.rx_data == NULL:
+            raise MemoryError()
+        pthread_mutex_init(&c.state_lock, NULL)
+        pthread_mutex_init(&c.command_lock, NULL)
+        pthread_cond_init(&c.command_space, NULL)
+        pthread_mutex_init(&c.event_lock, NULL)
+        for i in range(capacity):
+            self.free_slots[i] = capacity - 1 - i
+        self.free_count = capacity
+        for i in range(BATCH):
+            c.rx_iov[i].iov_base = c.rx_data + i * MAX_DATAGRAM
+            c.rx_iov[i].iov_len = MAX_DATAGRAM
+            c.rx_msgs[i].msg_hdr.msg_iov = &c.rx_iov[i]
+            c.rx_msgs[i].msg_hdr.msg_iovlen = 1
+            c.rx_msgs[i].msg_hdr.msg_name = &c.rx_addr[i]
+            c.tx_msgs[i].msg_hdr.msg_iov = &c.tx_iov[i]
+            c.tx_msgs[i].msg_hdr.msg_iovlen = 1
+
+        c.epoll_fd = epoll_create1(EPOLL_CLOEXEC)
+        c.command_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
+        c.event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
+        c.clock_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)
+        if c.epoll_fd < 0 or c.command_fd < 0 or c.event_fd < 0 or c.clock_fd < 0:
+            raise OSError(errno, os.strerror(errno))
+        memset(&tick, 0, sizeof(itimerspec))
+        tick.it_interval.tv_nsec = TICK_NS
+        tick.it_value.tv_nsec = TICK_NS
+        if timerfd_settime(c.clock_fd, 0, &tick, NULL) != 0:
+            raise OSError(errno, os.strerror(errno))
+        ev.events = EPOLLIN
+        ev.data.u64 = TAG_COMMANDS
+        if epoll_ctl(c.epoll_fd, EPOLL_CTL_ADD, c.command_fd, &ev) != 0:
+            raise OSError(errno, os.strerror(errno))
+        ev.data.u64 = TAG_CLOCK
+        if epoll_ctl(c.epoll_fd, EPOLL_CTL_ADD, c.clock_fd, &ev) != 0:
+            raise OSError(errno, os.strerror(errno))
+
+    def __dealloc__(self):
+        self._release()
+
+    # -- lifecycle --
+
+    def start(self) -> None:
+        """Start the engine thread; it runs without the GIL until `close()`."""
+        if self.closed:
+            raise RuntimeError("the media engine is closed")
+        if self.thread is not None:
+            raise RuntimeError("the media engine is already started")
+        self.core.running = 1
+        self.thread = threading.Thread(target=self._run, name="media-engine", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        with nogil:
+            run_loop(self.core)
+
+    def close(self) -> None:
+        """Stop the thread, close every endpoint's sockets and free the engine. Idempotent."""
+        cdef Command cmd
+        if self.closed:
+            return
+        if self.thread is not None:
+            memset(&cmd, 0, sizeof(Command))
+            cmd.op = CMD_STOP
+            with nogil:
+                push_command(self.core, &cmd)
+            self.thread.join()
+        self._release()
+
+    cdef void _release(self) noexcept:
+        cdef Core* c = self.core
+        cdef Endpoint* ep
+        cdef Endpoint* nxt
+        if c == NULL:
+            return
+        self.closed = True
+        # No engine thread any more: finish the queued commands here so that every endpoint is
+        # either on the live list or in the graveyard, then free them all.
+        while c.command_count:
+            apply_command(c, &c.commands[c.command_head])
+            c.command_head = (c.command_head + 1) % COMMAND_RING
+            c.command_count -= 1
+        ep = c.live
+        while ep != NULL:
+            nxt = ep.next
+            close_endpoint(ep)
+            free(ep)
+            ep = nxt
+        c.live = NULL
+        free_graveyard(c)
+        if c.epoll_fd >= 0:
+            close(c.epoll_fd)
+        if c.command_fd >= 0:
+            close(c.command_fd)
+        if c.event_fd >= 0:
+            close(c.event_fd)
+        if c.clock_fd >= 0:
+            close(c.clock_fd)
+        pthread_mutex_destroy(&c.state_lock)
+        pthread_mutex_destroy(&c.command_lock)
+        pthread_cond_destroy(&c.command_space)
+        pthread_mutex_destroy(&c.event_lock)
+        free(c.commands)
+        free(c.events)
+        free(c.rx_data)
+        free(c)
+        self.core = NULL
+        free(self.table)
+        self.table = NULL
+        free(self.free_slots)
+        self.free_slots = NULL
+        free(self.drained)
+        self.drained = NULL
+
+    @property
+    def event_fd(self) -> int:
+        """The eventfd that becomes readable when events wait in the ring (for loop.add_reader)."""
+        self._check_open()
+        return self.core.event_fd
+
+    @property
+    def native_thread_id(self) -> int | None:
+        """The engine thread's kernel TID (for /proc/self/task/TID/stat), None before start."""
+        return None if self.thread is None else self.thread.native_id
+
+    @property
+    def ticks(self) -> int:
+        """How many 20 ms clock ticks the engine has run."""
+        return 0 if self.core == NULL else self.core.ticks
+
+    @property
+    def events_dropped(self) -> int:
+        """Events lost because the asyncio side did not drain the ring in time."""
+        return 0 if self.core == NULL else self.core.events_dropped
+
+    @property
+    def running(self) -> bool:
+        return self.core != NULL and self.core.running == 1
+
+    cdef int _check_open(self) except -1:
+        if self.closed:
+            raise RuntimeError("the media engine is closed")
+        return 0
+
+    cdef int _push(self, Command* cmd) except -1:
+        cdef int rc
+        self._check_open()
+        if self.thread is None:
+            raise RuntimeError("the media engine is not started")
+        with nogil:
+            rc = push_command(self.core, cmd)
+        if rc != 0:
+            raise RuntimeError("the media engine thread has stopped")
+        return 0
+
+    cdef Endpoint* _lookup(self, uint64_t endpoint_id) except NULL:
+        self._check_open()
+        cdef uint64_t slot = endpoint_id & 0xFFFF
+        if slot < <uint64_t>self.capacity and self.table[slot] != NULL and self.table[slot].id == endpoint_id:
+            return self.table[slot]
+        raise KeyError(f"unknown media endpoint {endpoint_id}")
+
+    # -- endpoints --
+
+    def add_endpoint(self, int rtp_fd, int rtcp_fd, int codec, int payload_type, int event_pt,
+                     double rtp_timeout, uint32_t ssrc, uint16_t first_seq, uint32_t first_ts) -> int:
+        """Hand two bound non-blocking UDP sockets to the engine (it closes them on destroy).
+        Returns the endpoint id."""
+        cdef Command cmd
+        cdef Endpoint* ep
+        cdef int slot
+        self._check_open()
+        if self.thread is None:
+            raise RuntimeError("the media engine is not started")
+        if codec not in (CODEC_PCMU, CODEC_PCMA):
+            raise ValueError(f"unsupported codec id {codec}")
+        if not 0 <= payload_type <= 127 or not -1 <= event_pt <= 127:
+            raise ValueError("payload types are 0..127")
+        if rtp_fd < 0 or rtcp_fd < 0:
+            raise ValueError("invalid socket descriptor")
+        if self.free_count == 0:
+            raise RuntimeError("no free endpoint slot")
+        ep = <Endpoint*>calloc(1, sizeof(Endpoint))
+        if ep == NULL:
+            raise MemoryError()
+        slot = self.free_slots[self.free_count - 1]
+        self.serial += 1
+        ep.id = (self.serial << 16) | <uint64_t>slot
+        ep.rtp_fd = rtp_fd
+        ep.rtcp_fd = rtcp_fd
+        ep.codec = codec
+        ep.payload_type = payload_type
+        ep.event_pt = event_pt
+        ep.clock_rate = 8000     # G.711 (RFC 3551 §4.5.14)
+        ep.out_ssrc = ssrc
+        ep.first_seq = first_seq
+        ep.first_ts = first_ts
+        ep.rtp_timeout_ns = <int64_t>(rtp_timeout * 1e9) if rtp_timeout > 0 else 0
+        memset(&cmd, 0, sizeof(Command))
+        cmd.op = CMD_ADD
+        cmd.ep = ep
+        try:
+            self._push(&cmd)
+        except BaseException:
+            free(ep)
+            raise
+        self.free_count -= 1
+        self.table[slot] = ep
+        return ep.id
+
+    def destroy(self, uint64_t endpoint_id) -> None:
+        """Close the endpoint's sockets; its final stats arrive as an event."""
+        cdef Endpoint* ep = self._lookup(endpoint_id)
+        cdef Command cmd
+        memset(&cmd, 0, sizeof(Command))
+        cmd.op = CMD_DESTROY
+        cmd.ep = ep
+        self._push(&cmd)
+        # The engine frees it after this command; from now on Python never touches it.
+        self.table[endpoint_id & 0xFFFF] = NULL
+        self.free_slots[self.free_count] = endpoint_id & 0xFFFF
+        self.free_count += 1
+
+    def set_remote(self, uint64_t endpoint_id, bytes packed_ip, int port) -> None:
+        """Send this leg's RTP to packed_ip (4 or 16 bytes):port until packets arrive from
+        elsewhere (symmetric RTP); RTCP to port + 1."""
+        cdef Endpoint* ep = self._lookup(endpoint_id)
+        cdef Command cmd
+        cdef sockaddr_in* a4
+        cdef sockaddr_in6* a6
+        if not 0 < port < 65535:
+            raise ValueError(f"RTP port must be 1..65534, got {port}")
+        memset(&cmd, 0, sizeof(Command))
+        cmd.op = CMD_SET_REMOTE
+        cmd.ep = ep
+        if len(packed_ip) == 4:
+            a4 = <sockaddr_in*>&cmd.addr
+            a4.sin_family = AF_INET
+            a4.sin_port = htons(<uint16_t>port)
+            memcpy(&a4.sin_addr, <const char*>packed_ip, 4)
+            cmd.addr_len = sizeof(sockaddr_in)
+        elif len(packed_ip) == 16:
+            a6 = <sockaddr_in6*>&cmd.addr
+            a6.sin6_family = AF_INET6
+            a6.sin6_port = htons(<uint16_t>port)
+            memcpy(&a6.sin6_addr, <const char*>packed_ip, 16)
+            cmd.addr_len = sizeof(sockaddr_in6)
+        else:
+            raise ValueError("a packed IP address is 4 or 16 bytes")
+        self._push(&cmd)
+
+    def connect(self, uint64_t source_id, uint64_t sink_id) -> None:
+        """Relay packets arriving at `source` out of `sink` (one direction)."""
+        cdef Endpoint* source = self._lookup(source_id)
+        cdef Endpoint* sink = self._lookup(sink_id)
+        cdef Command cmd
+        if source == sink:
+            raise ValueError("an endpoint cannot be relayed to itself")
+        memset(&cmd, 0, sizeof(Command))
+        cmd.op = CMD_CONNECT
+        cmd.ep = source
+        cmd.other = sink
+        self._push(&cmd)
+
+    def disconnect(self, uint64_t endpoint_id) -> None:
+        """Stop relaying into and out of this endpoint."""
+        cdef Command cmd
+        memset(&cmd, 0, sizeof(Command))
+        cmd.op = CMD_DISCONNECT
+        cmd.ep = self._lookup(endpoint_id)
+        self._push(&cmd)
+
+    def set_rtp_timeout(self, uint64_t endpoint_id, double seconds) -> None:
+        """Report an RTP timeout after `seconds` without media (0: never)."""
+        cdef Command cmd
+        memset(&cmd, 0, sizeof(Command))
+        cmd.op = CMD_SET_TIMEOUT
+        cmd.ep = self._lookup(endpoint_id)
+        cmd.value = <int64_t>(seconds * 1e9) if seconds > 0 else 0
+        self._push(&cmd)
+
+    def stats(self, uint64_t endpoint_id) -> dict:
+        """A consistent snapshot of the endpoint's counters and receiver statistics."""
+        cdef Endpoint* ep = self._lookup(endpoint_id)
+        cdef Snapshot s
+        with nogil:
+            pthread_mutex_lock(&self.core.state_lock)
+            take_snapshot(ep, &s)
+            pthread_mutex_unlock(&self.core.state_lock)
+        return snapshot_dict(&s)
+
+    def drain_events(self) -> list:
+        """Take every waiting event: a list of (kind, endpoint_id, error, stats dict or None)."""
+        cdef uint64_t value
+        cdef int k, i
+        cdef Core* c
+        cdef Event* e
+        self._check_open()
+        c = self.core
+        read(c.event_fd, &value, 8)   # reset before emptying the ring (see push_event)
+        with nogil:
+            pthread_mutex_lock(&c.event_lock)
+            k = c.event_count
+            for i in range(k):
+                memcpy(&self.drained[i], &c.events[(c.event_head + i) % EVENT_RING], sizeof(Event))
+            c.event_head = (c.event_head + k) % EVENT_RING
+            c.event_count = 0
+            pthread_mutex_unlock(&c.event_lock)
+        out = []
+        for i in range(k):
+            e = &self.drained[i]
+            out.append((e.kind, e.endpoint_id, e.error,
+                        snapshot_dict(&e.stats) if e.kind == EV_FINAL_STATS else None))
+        return out

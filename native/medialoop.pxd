@@ -1,0 +1,197 @@
+# The media loop's state and entry points, shared by medialoop.pyx (the engine thread),
+# engine.pyx (the Python-facing object) and, later, the players, recorders and mixers that run
+# on its 20 ms clock. Everything here is touched by the engine thread without the GIL.
+
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+
+from native.rtpstats cimport SourceStats
+from native.sysio cimport (
+    epoll_event,
+    iovec,
+    mmsghdr,
+    pthread_cond_t,
+    pthread_mutex_t,
+    sockaddr_storage,
+    socklen_t,
+)
+
+cdef enum:
+    # Datagrams read or written per recvmmsg/sendmmsg call. One socket carries one stream
+    # (50 packets/s), so a batch larger than this only fills after a long stall.
+    BATCH = 32
+    # Larger than any Ethernet MTU; a longer datagram is truncated by the kernel and dropped.
+    MAX_DATAGRAM = 2048
+    MAX_EPOLL_EVENTS = 256
+    # Commands waiting for the engine: Python blocks (without the GIL) when the ring is full.
+    COMMAND_RING = 4096
+    # Events waiting for the asyncio loop; when full, further events are counted and dropped.
+    EVENT_RING = 8192
+    # The engine clock: one tick per G.711/Opus frame (RFC 3551 §4.5: 20 ms default packetization).
+    TICK_NS = 20000000
+
+# epoll user data: the two wake-up descriptors use small tags; an endpoint socket uses the
+# Endpoint's address (at least 8-byte aligned) with the low bit set for its RTCP socket.
+cdef enum:
+    TAG_COMMANDS = 1
+    TAG_CLOCK = 2
+
+cdef enum Codec:
+    CODEC_PCMU = 0   # G.711 µ-law, RFC 3551 static payload type 0
+    CODEC_PCMA = 1   # G.711 A-law, RFC 3551 static payload type 8
+
+cdef enum CommandOp:
+    CMD_ADD = 1
+    CMD_DESTROY
+    CMD_SET_REMOTE
+    CMD_CONNECT
+    CMD_DISCONNECT
+    CMD_SET_TIMEOUT
+    CMD_STOP
+
+cdef enum EventKind:
+    EV_RTP_TIMEOUT = 1
+    EV_FINAL_STATS
+    EV_FAILED
+
+
+ctypedef struct Counters:
+    uint64_t packets_in         # valid RTP packets received (from the latched source)
+    uint64_t bytes_in           # their size: RTP header and payload
+    uint64_t packets_out        # RTP packets sent
+    uint64_t bytes_out
+    uint64_t malformed          # datagrams on the RTP port that are not RTP, dropped
+    uint64_t dropped            # valid packets not relayed: no route, foreign source, unknown PT
+    uint64_t rtcp_packets_in    # RTCP on port+1 or multiplexed on the RTP port (RFC 5761)
+    uint64_t send_errors        # packets the kernel refused to send
+
+
+cdef struct Endpoint:
+    uint64_t id
+    int rtp_fd
+    int rtcp_fd
+    int codec
+    int payload_type            # this leg's PT for its codec
+    int event_pt                # this leg's telephone-event PT (RFC 4733), -1 if none
+    uint32_t clock_rate
+    int dead                    # destroyed this loop iteration, freed at its end
+
+    # Where this leg's RTP goes: set by signalling, then replaced by the observed source
+    # (symmetric RTP, RFC 4961) when packets arrive.
+    sockaddr_storage remote
+    socklen_t remote_len
+    int remote_known
+    int latched
+    sockaddr_storage rtcp_remote
+    socklen_t rtcp_remote_len
+    int rtcp_latched
+
+    Endpoint* route_to          # packets arriving here go out of route_to
+    Endpoint* route_from        # the endpoint whose packets go out of here
+
+    # The stream this leg sends. RFC 3550 §5.1/§8.2: we are a new source with our own SSRC and
+    # one continuous sequence/timestamp space, whatever feeds it.
+    uint32_t out_ssrc
+    uint16_t first_seq          # random initial values (RFC 3550 §5.1)
+    uint32_t first_ts
+    int out_started
+    int out_bound               # seq_off/ts_off are valid for the current input stream
+    uint32_t out_src_ssrc
+    uint16_t seq_off
+    uint32_t ts_off
+    uint16_t last_out_seq
+    uint32_t last_out_ts
+    uint32_t last_out_samples
+    int64_t last_out_ns
+
+    # The stream this leg receives.
+    SourceStats source
+    int has_source
+    int64_t expected_before     # A.3 counts of earlier SSRCs on this leg
+    int64_t lost_before
+    int64_t last_rx_ns
+    int64_t rtp_timeout_ns      # 0: no RTP timeout
+    int had_media
+    int timeout_fired
+
+    Counters counters
+
+    Endpoint* next              # the engine's list of live endpoints
+    Endpoint* prev
+    Endpoint* next_dead
+
+
+ctypedef struct Snapshot:
+    uint64_t id
+    Counters counters
+    int64_t packets_expected
+    int64_t packets_lost
+    double jitter_ms
+    uint32_t ssrc_in
+    int has_ssrc_in
+    uint32_t ssrc_out
+    sockaddr_storage remote
+    int remote_known
+    int latched
+
+
+ctypedef struct Command:
+    int op
+    Endpoint* ep
+    Endpoint* other
+    sockaddr_storage addr
+    socklen_t addr_len
+    int64_t value
+
+
+ctypedef struct Event:
+    int kind
+    uint64_t endpoint_id
+    int error                   # errno for EV_FAILED
+    Snapshot stats              # EV_FINAL_STATS
+
+
+ctypedef struct Core:
+    int epoll_fd
+    int command_fd              # eventfd: Python -> engine "commands waiting"
+    int event_fd                # eventfd: engine -> asyncio "events waiting"
+    int clock_fd                # timerfd: the 20 ms clock
+    long thread_id
+    int running                 # the engine thread is inside its loop
+    int stopping
+
+    # Guards endpoint fields Python reads (counters, stats, remote). Only the engine writes them.
+    pthread_mutex_t state_lock
+
+    pthread_mutex_t command_lock
+    pthread_cond_t command_space
+    Command* commands
+    int command_head
+    int command_count
+
+    pthread_mutex_t event_lock
+    Event* events
+    int event_head
+    int event_count
+    uint64_t events_dropped
+
+    Endpoint* live
+    Endpoint* graveyard
+    uint64_t ticks
+
+    uint8_t* rx_data
+    mmsghdr rx_msgs[BATCH]
+    iovec rx_iov[BATCH]
+    sockaddr_storage rx_addr[BATCH]
+    mmsghdr tx_msgs[BATCH]
+    iovec tx_iov[BATCH]
+    epoll_event ready[MAX_EPOLL_EVENTS]
+
+
+# Implemented in medialoop.pyx.
+cdef void push_event(Core* c, Event* e) noexcept nogil
+cdef void take_snapshot(Endpoint* ep, Snapshot* s) noexcept nogil
+cdef int push_command(Core* c, Command* cmd) noexcept nogil
+cdef void apply_command(Core* c, Command* cmd) noexcept nogil
+cdef void close_endpoint(Endpoint* ep) noexcept nogil
+cdef void free_graveyard(Core* c) noexcept nogil
+cdef void run_loop(Core* c) noexcept nogil

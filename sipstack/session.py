@@ -1,0 +1,545 @@
+"""INVITE sessions (RFC 3261 §13-15): the signalling half of a B2BUA call leg.
+
+An `InboundLeg` is the UAS side of an INVITE we received; an `OutboundLeg` the UAC side of one
+we send. Each owns its dialog and reports what happens as `LegEvent`s to one listener (the
+call in `acd`). SDP travels as bytes: media is not this layer's business.
+
+`SessionLayer` sits between the SIP server and the legs: it routes in-dialog requests, CANCELs
+and responses to the leg they belong to, and hands new INVITEs to whoever accepts calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sipstack.addressing import Address
+from sipstack.dialog import Dialog, DialogError, DialogState
+from sipstack.headers import Headers
+from sipstack.message import Request, Response, generate_branch, generate_call_id, generate_tag, make_response
+from sipstack.transaction import T1, T2, ClientTransaction
+from sipstack.transaction_layer import (
+    AckReceived,
+    RequestReceived,
+    ResponseReceived,
+    StrayResponse,
+    TransactionTimeout,
+)
+from sipstack.uri import NameAddr, SipUri, Uri
+
+if TYPE_CHECKING:
+    from sipstack.server import SipServer
+
+log = logging.getLogger(__name__)
+
+
+class LegState(enum.Enum):
+    CALLING = "calling"        # INVITE sent / received, no answer yet
+    EARLY = "early"            # provisional response with a dialog
+    ANSWERED = "answered"      # 2xx sent or received
+    ENDED = "ended"
+
+
+class EndCause(enum.Enum):
+    """Why a leg ended, in the trade's terms (CDR dispositions are derived from these)."""
+
+    NORMAL = "normal"              # BYE after an answer
+    CANCELLED = "cancelled"        # caller gave up before the answer
+    BUSY = "busy"                  # 486/600
+    NO_ANSWER = "no_answer"        # 408/480/487 or our own timer
+    REJECTED = "rejected"          # other 4xx-6xx
+    FAILED = "failed"              # transport failure, timeout, no ACK
+
+
+@dataclass(frozen=True)
+class Progress:
+    """The far end rings (180) or sends early media (183 with SDP)."""
+
+    status: int
+    sdp: bytes
+
+
+@dataclass(frozen=True)
+class Answered:
+    sdp: bytes
+
+
+@dataclass(frozen=True)
+class Ended:
+    cause: EndCause
+    status: int = 0
+    reason: str = ""
+    #: True when the far end ended it (BYE, CANCEL, error response), False when we did.
+    by_remote: bool = True
+
+
+@dataclass(frozen=True)
+class Offer:
+    """An in-dialog re-INVITE or UPDATE with SDP: the listener answers with `leg.accept_offer`."""
+
+    sdp: bytes
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    """The ACK for our 2xx arrived (the inbound leg is fully up)."""
+
+
+LegEvent = Progress | Answered | Ended | Offer | Confirmed
+Listener = Callable[["Leg", LegEvent], None]
+
+# RFC 3261 §13.3.1.4: a 2xx is retransmitted until ACKed, for at most 64*T1.
+ACK_WAIT = 64 * T1
+
+
+class Leg:
+    """What both directions share: the dialog, the listener, ending, in-dialog requests."""
+
+    def __init__(self, layer: SessionLayer) -> None:
+        self.layer = layer
+        self.server = layer.server
+        self.dialog: Dialog | None = None
+        self.state = LegState.CALLING
+        self.listener: Listener | None = None
+        self.remote: Address | None = None
+        self.local_sdp: bytes = b""
+        self.remote_sdp: bytes = b""
+        self._pending_offer: RequestReceived | None = None
+
+    # ------------------------------------------------------------- shared API
+
+    def hangup(self) -> None:
+        """End the leg from our side, whatever its state."""
+        raise NotImplementedError
+
+    def accept_offer(self, sdp: bytes) -> None:
+        """Answer a re-INVITE/UPDATE the listener was told of with `Offer`."""
+        event, self._pending_offer = self._pending_offer, None
+        if event is None:
+            return
+        self.local_sdp = sdp
+        response = make_response(event.request, 200, to_tag=self.dialog.id.local_tag if self.dialog else None,
+                                 headers=[("Contact", self.layer.contact(event.source))], body=sdp)
+        response.headers.add("Content-Type", "application/sdp")
+        self.server.respond(event, response)
+
+    def reject_offer(self, status: int = 488) -> None:
+        event, self._pending_offer = self._pending_offer, None
+        if event is not None:
+            self.server.respond(event, make_response(event.request, status))
+
+    def _emit(self, event: LegEvent) -> None:
+        if self.listener is not None:
+            try:
+                self.listener(self, event)
+            except Exception:
+                log.exception("leg listener failed on %s", type(event).__name__)
+
+    def _end(self, cause: EndCause, status: int = 0, reason: str = "", *, by_remote: bool = True) -> None:
+        if self.state is LegState.ENDED:
+            return
+        self.state = LegState.ENDED
+        if self.dialog is not None:
+            self.dialog.state = DialogState.TERMINATED
+        self.layer.forget(self)
+        self._emit(Ended(cause, status, reason, by_remote))
+
+    def _send_bye(self) -> None:
+        if self.dialog is None or self.remote is None:
+            return
+        bye = self.dialog.create_request("BYE", via=self.layer.via(self.remote))
+        self.server.send_request(bye, self.remote)
+
+    def on_in_dialog(self, event: RequestReceived) -> None:
+        """A request inside our dialog: BYE, re-INVITE, UPDATE, INFO, ..."""
+        request = event.request
+        assert self.dialog is not None
+        try:
+            self.dialog.receive_request(request)
+        except DialogError as exc:
+            self.server.respond(event, make_response(request, exc.status, exc.reason))
+            return
+        method = request.method
+        if method == "BYE":
+            self.server.respond(event, make_response(request, 200))
+            self._end(EndCause.NORMAL, by_remote=True)
+        elif method in ("INVITE", "UPDATE") and request.body:
+            if self._pending_offer is not None:
+                # RFC 3261 §14.2: a second offer while one is pending gets 500 with Retry-After.
+                self.server.respond(event, make_response(request, 500, headers=[("Retry-After", "1")]))
+                return
+            self._pending_offer = event
+            self.remote_sdp = request.body
+            self._emit(Offer(request.body))
+        elif method in ("INVITE", "UPDATE"):
+            # An offerless re-INVITE asks us to offer (RFC 3264 §5): our current SDP serves.
+            self._pending_offer = event
+            self.accept_offer(self.local_sdp)
+        elif method in ("INFO", "OPTIONS", "NOTIFY"):
+            self.server.respond(event, make_response(request, 200))
+        else:
+            self.server.respond(event, make_response(request, 501))
+
+    def on_response(self, event: ResponseReceived | StrayResponse | TransactionTimeout) -> None:
+        """Responses to in-dialog requests we sent (BYE, re-INVITE)."""
+        if isinstance(event, (ResponseReceived, StrayResponse)) and self.dialog is not None:
+            self.dialog.receive_response(event.response)
+
+
+class InboundLeg(Leg):
+    """The UAS side of an INVITE we received (the caller's leg of a call)."""
+
+    def __init__(self, layer: SessionLayer, event: RequestReceived) -> None:
+        super().__init__(layer)
+        self.invite = event
+        self.request = event.request
+        self.remote = event.source
+        self.remote_sdp = event.request.body
+        self.local_tag = generate_tag()
+        self._retransmit: asyncio.TimerHandle | None = None
+        self._answer: Response | None = None
+        layer.adopt_invite(self)  # so a CANCEL finds this leg
+
+    @property
+    def caller(self) -> NameAddr:
+        return self.request.from_addr
+
+    @property
+    def callee(self) -> Uri:
+        return self.request.uri
+
+    def ring(self, sdp: bytes = b"") -> None:
+        """180 Ringing, or 183 Session Progress carrying early media when `sdp` is given."""
+        if self.state not in (LegState.CALLING, LegState.EARLY):
+            return
+        status = 183 if sdp else 180
+        response = self._response(status, sdp)
+        self.state = LegState.EARLY
+        if self.dialog is None:
+            self.dialog = Dialog.as_uas(self.request, response)
+            self.layer.track(self)
+        self.server.respond(self.invite, response)
+
+    def answer(self, sdp: bytes) -> None:
+        """200 OK with our SDP; retransmitted until the ACK comes (RFC 3261 §13.3.1.4)."""
+        if self.state not in (LegState.CALLING, LegState.EARLY):
+            return
+        response = self._response(200, sdp)
+        self.local_sdp = sdp
+        if self.dialog is None:
+            self.dialog = Dialog.as_uas(self.request, response)
+            self.layer.track(self)
+        self.dialog.confirm()
+        self.state = LegState.ANSWERED
+        self._answer = response
+        self.server.respond(self.invite, response)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        interval = T1
+
+        def retransmit() -> None:
+            nonlocal interval
+            if self._answer is None or self.state is not LegState.ANSWERED:
+                return
+            if loop.time() - started >= ACK_WAIT:
+                # §13.3.1.4: no ACK within 64*T1: the session is dead; end it with BYE.
+                self._answer = None
+                self._send_bye()
+                self._end(EndCause.FAILED, reason="no ACK for 2xx", by_remote=False)
+                return
+            self.server.respond(self.invite, self._answer)
+            interval = min(interval * 2, T2)
+            self._retransmit = loop.call_later(interval, retransmit)
+
+        if not self.remote or not self.remote.reliable:
+            self._retransmit = loop.call_later(interval, retransmit)
+        else:
+            self._retransmit = loop.call_later(ACK_WAIT, retransmit)
+
+    def reject(self, status: int, reason: str | None = None, headers: list[tuple[str, str]] | None = None) -> None:
+        if self.state not in (LegState.CALLING, LegState.EARLY):
+            return
+        self.server.respond(self.invite, make_response(self.request, status, reason, to_tag=self.local_tag,
+                                                       headers=headers or []))
+        cause = EndCause.BUSY if status in (486, 600) else EndCause.REJECTED
+        self._end(cause, status, reason or "", by_remote=False)
+
+    def hangup(self) -> None:
+        if self.state in (LegState.CALLING, LegState.EARLY):
+            self.reject(480 if self.state is LegState.CALLING else 487)
+        elif self.state is LegState.ANSWERED:
+            self._stop_retransmit()
+            self._send_bye()
+            self._end(EndCause.NORMAL, by_remote=False)
+
+    def on_ack(self, ack: AckReceived) -> None:
+        if self._answer is not None:
+            self._stop_retransmit()
+            self._answer = None
+            self._emit(Confirmed())
+
+    def on_cancel(self, event: RequestReceived) -> None:
+        """RFC 3261 §9.2: 200 to the CANCEL, 487 to the INVITE if still unanswered."""
+        self.server.respond(event, make_response(event.request, 200, to_tag=self.local_tag))
+        if self.state in (LegState.CALLING, LegState.EARLY):
+            self.server.respond(self.invite, make_response(self.request, 487, to_tag=self.local_tag))
+            self._end(EndCause.CANCELLED, 487, "Request Terminated", by_remote=True)
+
+    def _stop_retransmit(self) -> None:
+        if self._retransmit is not None:
+            self._retransmit.cancel()
+            self._retransmit = None
+
+    def _response(self, status: int, sdp: bytes) -> Response:
+        headers = [("Contact", self.layer.contact(self.invite.source)),
+                   ("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY")]
+        for rr in self.request.headers.get_all("Record-Route"):
+            headers.append(("Record-Route", rr))  # RFC 3261 §12.1.1: copied into the response
+        response = make_response(self.request, status, to_tag=self.local_tag, headers=headers, body=sdp)
+        if sdp:
+            response.headers.add("Content-Type", "application/sdp")
+        return response
+
+    def _end(self, cause: EndCause, status: int = 0, reason: str = "", *, by_remote: bool = True) -> None:
+        self._stop_retransmit()
+        super()._end(cause, status, reason, by_remote=by_remote)
+
+
+class OutboundLeg(Leg):
+    """The UAC side of an INVITE we send (towards the callee)."""
+
+    def __init__(self, layer: SessionLayer, *, target: Address, request_uri: Uri, from_addr: NameAddr,
+                 to_addr: NameAddr, sdp: bytes, extra_headers: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(layer)
+        self.remote = target
+        self.local_sdp = sdp
+        self.local_tag = generate_tag()
+        headers = Headers()
+        headers.add("Via", layer.via(target))
+        headers.add("Max-Forwards", "70")
+        headers.add("From", str(NameAddr(from_addr.uri, from_addr.display_name, {"tag": self.local_tag})))
+        headers.add("To", str(NameAddr(to_addr.uri, to_addr.display_name, {})))
+        # A fresh Call-ID per leg: nothing of the other leg's identifiers crosses the B2BUA.
+        headers.add("Call-ID", generate_call_id(layer.local_host))
+        headers.add("CSeq", "1 INVITE")
+        headers.add("Contact", layer.contact(target))
+        headers.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY")
+        for name, value in extra_headers or []:
+            headers.add(name, value)
+        if sdp:
+            headers.add("Content-Type", "application/sdp")
+        self.request = Request("INVITE", request_uri, headers, sdp)
+        self.transaction: ClientTransaction | None = None
+        self._cancelled = False
+
+    def start(self) -> None:
+        self.transaction = self.server.send_request(self.request, self.remote)  # type: ignore[arg-type]
+        self.layer.track_transaction(self.transaction, self)
+
+    def cancel(self) -> None:
+        """RFC 3261 §9.1: CANCEL an unanswered INVITE (only after a provisional response is
+        strictly required; sending earlier is tolerated by every stack we meet and avoids a
+        call that rings on after the caller hung up)."""
+        if self.state not in (LegState.CALLING, LegState.EARLY) or self._cancelled:
+            return
+        self._cancelled = True
+        headers = Headers()
+        headers.add("Via", self.request.headers.get("Via") or "")  # same branch as the INVITE
+        for route in self.request.headers.get_all("Route"):
+            headers.add("Route", route)
+        headers.add("Max-Forwards", "70")
+        headers.add("From", self.request.headers.get("From") or "")
+        headers.add("To", self.request.headers.get("To") or "")
+        headers.add("Call-ID", self.request.call_id)
+        headers.add("CSeq", f"{self.request.cseq.number} CANCEL")
+        cancel = Request("CANCEL", self.request.uri, headers)
+        tx = self.server.send_request(cancel, self.remote)  # type: ignore[arg-type]
+        self.layer.track_transaction(tx, self)
+
+    def hangup(self) -> None:
+        if self.state in (LegState.CALLING, LegState.EARLY):
+            self.cancel()
+            self._end(EndCause.CANCELLED, by_remote=False)
+        elif self.state is LegState.ANSWERED:
+            self._send_bye()
+            self._end(EndCause.NORMAL, by_remote=False)
+
+    def on_response(self, event: ResponseReceived | StrayResponse | TransactionTimeout) -> None:
+        if isinstance(event, TransactionTimeout):
+            if event.transaction is self.transaction and self.state in (LegState.CALLING, LegState.EARLY):
+                self._end(EndCause.NO_ANSWER if self.state is LegState.EARLY else EndCause.FAILED,
+                          408, "Request Timeout")
+            return
+        response = event.response
+        if response.cseq.method != "INVITE" or response.cseq.number != self.request.cseq.number:
+            super().on_response(event)
+            return
+        status = response.status
+        if status < 200:
+            if status > 100 and response.to_addr.tag and self.state is not LegState.ENDED:
+                if self.dialog is None:
+                    self.dialog = Dialog.as_uac(self.request, response)
+                    self.layer.track(self)
+                self.state = LegState.EARLY
+                if response.body:
+                    self.remote_sdp = response.body
+                self._emit(Progress(status, response.body))
+            return
+        if status < 300:
+            self._on_2xx(response)
+            return
+        if self.state is LegState.ENDED:
+            return
+        if status in (486, 600):
+            cause = EndCause.BUSY
+        elif status in (408, 480, 487):
+            cause = EndCause.CANCELLED if self._cancelled else EndCause.NO_ANSWER
+        else:
+            cause = EndCause.REJECTED
+        self._end(cause, status, response.reason)
+
+    def _on_2xx(self, response: Response) -> None:
+        """ACK every 2xx (retransmissions too: §13.2.2.4); the first one answers the leg. A 2xx
+        that races our CANCEL or hang-up is ACKed and at once ended with BYE."""
+        if self.dialog is None or self.dialog.id.remote_tag != (response.to_addr.tag or ""):
+            if self.dialog is not None:
+                # A second fork answered (§13.2.2.4): confirm and end that dialog at once.
+                other = Dialog.as_uac(self.request, response)
+                self._ack(other)
+                other_bye = other.create_request("BYE", via=self.layer.via(self.remote))  # type: ignore[arg-type]
+                self.server.send_request(other_bye, self.remote)  # type: ignore[arg-type]
+                return
+            self.dialog = Dialog.as_uac(self.request, response)
+            self.layer.track(self)
+        self.dialog.receive_response(response)
+        self._ack(self.dialog)
+        if self.state in (LegState.CALLING, LegState.EARLY):
+            if self._cancelled:
+                self._send_bye()
+                self._end(EndCause.CANCELLED, by_remote=False)
+                return
+            self.state = LegState.ANSWERED
+            self.remote_sdp = response.body or self.remote_sdp
+            self._emit(Answered(self.remote_sdp))
+
+    def _ack(self, dialog: Dialog) -> None:
+        ack = dialog.create_request("ACK", via=self.layer.via(self.remote))  # type: ignore[arg-type]
+        self.server.send_stateless(ack.to_bytes(), self.remote)  # type: ignore[arg-type]
+
+
+class SessionLayer:
+    """Routes INVITE-session traffic between the SIP server and the legs."""
+
+    def __init__(self, server: SipServer, local_host: str, ports: dict[str, int],
+                 on_invite: Callable[[RequestReceived], None]) -> None:
+        self.server = server
+        self.local_host = local_host
+        self.ports = ports
+        self.on_invite = on_invite
+        self._dialogs: dict[tuple[str, str, str], Leg] = {}
+        self._transactions: dict[int, Leg] = {}
+        self._invites: dict[int, InboundLeg] = {}
+        server.request_handler = self._on_request
+        server.response_handler = self._on_response
+        server.ack_handler = self._on_ack
+
+    # ------------------------------------------------------------- addressing
+
+    def via(self, towards: Address) -> str:
+        transport = towards.transport
+        port = self.ports.get(f"sip_{transport.value}") or self.ports.get("sip_udp")
+        return f"SIP/2.0/{transport.via_name} {self.local_host}:{port};branch={generate_branch()};rport"
+
+    def contact(self, towards: Address) -> str:
+        transport = towards.transport
+        port = self.ports.get(f"sip_{transport.value}") or self.ports.get("sip_udp")
+        uri = SipUri("sip", "callcenter", None, self.local_host, port,
+                     {} if transport.value == "udp" else {"transport": transport.value})
+        return f"<{uri}>"
+
+    # ------------------------------------------------------------- bookkeeping
+
+    def track(self, leg: Leg) -> None:
+        assert leg.dialog is not None
+        d = leg.dialog.id
+        self._dialogs[(d.call_id, d.local_tag, d.remote_tag)] = leg
+
+    def track_transaction(self, tx: ClientTransaction, leg: Leg) -> None:
+        self._transactions[id(tx)] = leg
+
+    def adopt_invite(self, leg: InboundLeg) -> None:
+        self._invites[id(leg.invite.transaction)] = leg
+
+    def forget(self, leg: Leg) -> None:
+        """A leg ended: later requests in its dialog get 481. The INVITE client transaction
+        stays mapped until its final response, so a 2xx racing our CANCEL is still ACKed
+        and ended with BYE."""
+        if isinstance(leg, InboundLeg):
+            self._invites.pop(id(leg.invite.transaction), None)
+        self._drop(leg)
+
+    def __len__(self) -> int:
+        return len(self._dialogs)
+
+    # ------------------------------------------------------------- events from the server
+
+    def _find(self, message: Request | Response, inbound: bool) -> Leg | None:
+        if inbound and isinstance(message, Request):
+            key = (message.call_id, message.to_addr.tag or "", message.from_addr.tag or "")
+        else:
+            key = (message.call_id, message.from_addr.tag or "", message.to_addr.tag or "")
+        return self._dialogs.get(key)
+
+    def _on_request(self, server: SipServer, event: RequestReceived) -> None:
+        request = event.request
+        if request.method == "CANCEL":
+            tx = server.transactions.find_invite_for_cancel(request)
+            leg = self._invites.get(id(tx)) if tx is not None else None
+            if leg is None:
+                server.respond(event, make_response(request, 481, to_tag=generate_tag()))
+                return
+            leg.on_cancel(event)
+            return
+        if request.to_addr.tag:
+            leg = self._find(request, inbound=True)
+            if leg is None or leg.dialog is None:
+                server.respond(event, make_response(request, 481))
+                return
+            leg.on_in_dialog(event)
+            return
+        if request.method == "INVITE":
+            self.on_invite(event)
+            return
+        status = 501 if request.method not in ("BYE", "INFO", "UPDATE", "PRACK", "REFER", "NOTIFY") else 481
+        server.respond(event, make_response(request, status, to_tag=generate_tag()))
+
+    def _on_ack(self, event: AckReceived) -> None:
+        leg = self._find(event.request, inbound=True)
+        if isinstance(leg, InboundLeg):
+            leg.on_ack(event)
+
+    def _on_response(self, event: ResponseReceived | StrayResponse | TransactionTimeout) -> None:
+        if isinstance(event, TransactionTimeout):
+            leg = self._transactions.pop(id(event.transaction), None)
+            if leg is not None:
+                leg.on_response(event)
+            return
+        leg = None
+        if isinstance(event, ResponseReceived):
+            leg = self._transactions.get(id(event.transaction))
+            if event.response.status >= 200:
+                self._transactions.pop(id(event.transaction), None)
+        if leg is None:
+            leg = self._find(event.response, inbound=False)
+        if leg is not None:
+            leg.on_response(event)
+
+    def _drop(self, leg: Leg) -> None:
+        if leg.dialog is not None:
+            d = leg.dialog.id
+            self._dialogs.pop((d.call_id, d.local_tag, d.remote_tag), None)
+
