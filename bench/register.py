@@ -33,7 +33,7 @@ def main(argv: list[str]) -> int:
         config = work / "bench.toml"
         # Every REGISTER comes from one SIPp address: lift the per-source flood limit far above
         # the offered load so the guard's code runs but never bans the load generator.
-        config.write_text(f"[security]\nrate_limit = {int(args.rate * 100)}\nrate_window = 1.0\n")
+        config.write_text(f"demo_crm = false\n[security]\nrate_limit = {int(args.rate * 100)}\nrate_window = 1.0\n")
         server = ServerProcess(work / "data", demo=True, extra_args=["--config", str(config), "--log-level", "WARNING"])
         server.start()
         try:

@@ -117,7 +117,7 @@ class Application:
         await self._start_calls()
         await self._start_http()
         self._tasks.append(asyncio.get_running_loop().create_task(self._sweep_expired(), name="expiry"))
-        if cfg.demo:
+        if cfg.demo and cfg.demo_crm:
             # Seeding the CRM's demo data takes seconds (hundreds of audited writes); the server
             # serves calls meanwhile and the data appears when it is done.
             self._tasks.append(asyncio.get_running_loop().create_task(self._seed_crm_demo(), name="demo-seed"))

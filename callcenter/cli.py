@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--rtp-ports", help="RTP port range A-B (default 10000-19999)")
         p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING...")
         p.add_argument("--sip-trace", action="store_true", help="log every SIP message sent and received")
+        p.add_argument("--profile", type=Path, help="profile the event loop's Python code (cProfile) into FILE at exit")
     return parser
 
 
@@ -92,6 +93,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import uvloop
 
+    profiler = None
+    if args.profile is not None:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     try:
         uvloop.run(serve(config))
     except ConfigError as exc:
@@ -100,4 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"callcenter: cannot start: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
     return 0

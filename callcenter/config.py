@@ -79,6 +79,8 @@ class Config:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     #: Seed demo data (extensions 1001-1020, queues, IVR, agents) into an empty database.
     demo: bool = False
+    #: With `demo`, also seed the CRM's demo business data (benches turn this off).
+    demo_crm: bool = True
 
     @property
     def advertised_address(self) -> str:
