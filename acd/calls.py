@@ -144,6 +144,10 @@ class Call:
         self.status = 0
         self._ended = False
         self._timers: list[asyncio.TimerHandle] = []
+        #: Per endpoint, the o= session id and version of the SDP we send that leg (RFC 4566
+        #: §5.2: the id stays, the version goes up with every new offer or answer).
+        self._session_id = manager.next_session_id()
+        self._origins: dict[int, list[int]] = {}
 
     # ------------------------------------------------------------- set-up
 
@@ -167,7 +171,7 @@ class Call:
         if not bindings:
             self._refuse(480, "Temporarily Unavailable")
             return
-        session_id = m.next_session_id()
+        session_id = self._session_id
         # First learn which codec the caller's offer gives us, then open the endpoint for it.
         _, probe = negotiate_answer(offer, ENGINE_CODECS, address=m.media_address, port=9,
                                     session_id=session_id, session_version=1)
@@ -192,8 +196,10 @@ class Call:
         assert self.codec_a is not None
         m.engine.set_remote(self.endpoint_a, self.codec_a.remote_address, self.codec_a.remote_port)
         # The callee is offered the caller's codec, so the engine relays without transcoding.
+        session_b = m.next_session_id()
         self.offer_b = build_offer(m.media_address, self.endpoint_b.local_port, [codec_b],
-                                   session_id=m.next_session_id(), session_version=1)
+                                   session_id=session_b, session_version=1)
+        self._origins = {self.endpoint_a.id: [session_id, 1], self.endpoint_b.id: [session_b, 1]}
         caller_ext = m.directory.get(self.caller)
         display = caller_ext.display_name if caller_ext else None
         local = m.sessions.local_host
@@ -224,8 +230,7 @@ class Call:
             side = "caller" if event.by_remote else "system"
             self._finish(event.cause, side, event.status)
         elif isinstance(event, Offer):
-            # Hold/unhold from the caller: keep media as is and answer with our current SDP.
-            leg.accept_offer(leg.local_sdp)
+            self._renegotiate(leg, event.sdp, getattr(self, "endpoint_a", None))
 
     def _on_outbound(self, leg: Leg, event: LegEvent) -> None:
         assert isinstance(leg, OutboundLeg)
@@ -248,7 +253,33 @@ class Call:
                 status = 486 if event.cause is EndCause.BUSY else (event.status if event.status >= 400 else 480)
                 self._refuse(status, None, cause=event.cause)
         elif isinstance(event, Offer):
-            leg.accept_offer(leg.local_sdp)
+            self._renegotiate(leg, event.sdp, getattr(self, "endpoint_b", None))
+
+    def _renegotiate(self, leg: Leg, sdp: bytes, endpoint: Endpoint | None) -> None:
+        """A re-INVITE/UPDATE with a new offer (hold, unhold, a moved address): answer it per
+        RFC 3264 §6.1 (a sendonly offer gets recvonly, and so on) on the same endpoint and
+        codec, and follow the remote address if it changed. Hold is the far end's business
+        here: the engine keeps relaying whatever arrives."""
+        if endpoint is None:
+            leg.reject_offer(488)
+            return
+        try:
+            offer = parse(sdp)
+        except SdpError:
+            leg.reject_offer(488)
+            return
+        codec = Codec(endpoint.codec, 8000, payload_type=endpoint.payload_type)
+        origin = self._origins[endpoint.id]
+        origin[1] += 1
+        answer, negotiated = negotiate_answer(offer, [codec], address=self.manager.media_address,
+                                              port=endpoint.local_port, session_id=origin[0],
+                                              session_version=origin[1])
+        if negotiated is None:
+            leg.reject_offer(488)
+            return
+        if not negotiated.remote_hold and negotiated.remote_address not in ("0.0.0.0", "::"):
+            self.manager.engine.set_remote(endpoint, negotiated.remote_address, negotiated.remote_port)
+        leg.accept_offer(answer.to_bytes())
 
     def _connect(self, leg: OutboundLeg, sdp: bytes) -> None:
         m = self.manager

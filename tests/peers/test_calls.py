@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from bench.server import ServerProcess
-from bench.sipp import free_port, read_result, run_sipp, sipp_command
+from bench.sipp import SCENARIOS, SippResult, free_port, read_result, run_sipp, sipp_command
 from callcenter.database import open_database
 
 with warnings.catch_warnings():
@@ -98,6 +98,95 @@ async def cdr_rows(db: Path) -> list[dict]:
             return [dict(row) for row in await cur.fetchall()]
     finally:
         await conn.close()
+
+
+class Callee:
+    """A server with extension 1002 registered for a SIPp uas that plays `scenario`."""
+
+    def __init__(self, tmp_path: Path, scenario: str, rtp_port: int) -> None:
+        self.tmp = tmp_path
+        self.server = ServerProcess(tmp_path / "data", extra_args=["--sip-trace"])
+        self.server.start()
+        self.target = f"127.0.0.1:{self.server.sip_port}"
+        port = free_port("127.0.0.1")
+        self.dir = tmp_path / "uas"
+        self.dir.mkdir()
+        self.uas = subprocess.Popen(
+            sipp_command(scenario, self.target, local_port=port, timeout=40, keys={"rtp_port": str(rtp_port)}),
+            cwd=self.dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        reg = run_sipp("register_contact.xml", self.target, tmp_path / "reg", service="1002",
+                       auth=("1002", "demo1002"), keys={"contact_port": str(port)}, timeout=20)
+        assert reg.successful == 1, reg.output
+
+    def call(self, scenario: str, rtp_port: int, talk_ms: int = 1000) -> SippResult:
+        return run_sipp(scenario, self.target, self.tmp / "uac", service="1002", auth=("1001", "demo1001"),
+                        timeout=40, keys={"caller": "1001", "rtp_port": str(rtp_port)},
+                        extra=["-d", str(talk_ms)])
+
+    def callee_result(self) -> SippResult:
+        out, _ = self.uas.communicate(timeout=30)
+        return read_result(self.dir, self.uas.returncode, out)
+
+    def close(self) -> list[dict]:
+        if self.uas.poll() is None:
+            self.uas.kill()
+            self.uas.wait()
+        self.server.stop()
+        return asyncio.run(cdr_rows(self.tmp / "data" / "callcenter.db"))
+
+
+def test_busy_callee_gives_the_caller_486_and_a_busy_cdr(tmp_path: Path) -> None:
+    callee = Callee(tmp_path, "uas_busy.xml", free_port("127.0.0.1"))
+    try:
+        result = callee.call("uac_busy.xml", free_port("127.0.0.1"))
+        assert result.successful == 1, result.output
+        assert callee.callee_result().successful == 1
+    finally:
+        rows = callee.close()
+    [cdr] = rows
+    assert (cdr["disposition"], cdr["sip_status"], cdr["billsec"]) == ("BUSY", 486, 0)
+
+
+def test_caller_cancelling_while_it_rings_cancels_the_callee(tmp_path: Path) -> None:
+    callee = Callee(tmp_path, "uas_ring.xml", free_port("127.0.0.1"))
+    try:
+        result = callee.call("uac_cancel.xml", free_port("127.0.0.1"))
+        assert result.successful == 1, result.output
+        # The callee saw the CANCEL the B2BUA sent on (and answered 487 to its INVITE).
+        assert callee.callee_result().successful == 1
+    finally:
+        rows = callee.close()
+    [cdr] = rows
+    assert (cdr["disposition"], cdr["hangup_side"], cdr["answered_at"]) == ("CANCELLED", "caller", None)
+
+
+def test_hold_by_reinvite_is_answered_recvonly(tmp_path: Path) -> None:
+    callee = Callee(tmp_path, "uas_answer.xml", free_port("127.0.0.1"))
+    try:
+        result = callee.call("uac_hold.xml", free_port("127.0.0.1"))
+        assert result.successful == 1, result.output  # the scenario checks a=recvonly in the answer
+    finally:
+        rows = callee.close()
+    assert rows[0]["disposition"] == "ANSWERED"
+
+
+def test_unknown_and_unregistered_extensions_are_refused(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "data")
+    server.start()
+    try:
+        target = f"127.0.0.1:{server.sip_port}"
+        for dialled, expected in (("1003", "480"), ("7777", "404")):
+            # uac_busy.xml with the final response this case must get instead of 486.
+            scenario = tmp_path / f"expect_{expected}.xml"
+            scenario.write_text((SCENARIOS / "uac_busy.xml").read_text().replace('"486"', f'"{expected}"'))
+            result = run_sipp(str(scenario), target, tmp_path / dialled, service=dialled,
+                              auth=("1001", "demo1001"), keys={"caller": "1001", "rtp_port": "4000"}, timeout=15)
+            assert result.successful == 1, result.output
+    finally:
+        server.stop()
+    rows = asyncio.run(cdr_rows(tmp_path / "data" / "callcenter.db"))
+    assert sorted((r["callee"], r["sip_status"], r["disposition"]) for r in rows) == [
+        ("1003", 480, "FAILED"), ("7777", 404, "FAILED")]
 
 
 def test_extension_calls_extension_with_audio_both_ways_and_a_cdr(tmp_path: Path) -> None:
