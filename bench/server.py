@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import selectors
 import signal
 import subprocess
@@ -60,6 +61,14 @@ class ServerProcess:
     @property
     def http_url(self) -> str:
         return f"http://{self.bind}:{self.ports['http']}"
+
+    def metric(self, name: str, labels: str = "") -> float:
+        """One sample of the server's Prometheus /metrics (0 when absent)."""
+        import httpx
+
+        text = httpx.get(f"{self.http_url}/metrics", timeout=5).text
+        match = re.search(rf"^{re.escape(name + labels)} ([0-9.e+-]+)$", text, re.M)
+        return float(match.group(1)) if match else 0.0
 
     def log(self) -> str:
         try:

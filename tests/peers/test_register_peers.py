@@ -3,25 +3,16 @@ refreshes, and a password-guessing source banned while others still register."""
 
 from __future__ import annotations
 
-import re
-import shutil
-import subprocess
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
+from bench.baresip import Baresip
 from bench.server import ServerProcess
 from bench.sipp import run_sipp
 
 pytestmark = pytest.mark.peers
-
-
-def metric(server: ServerProcess, name: str, labels: str = "") -> float:
-    text = httpx.get(f"{server.http_url}/metrics", timeout=5).text
-    match = re.search(rf"^{re.escape(name + labels)} ([0-9.e+]+)$", text, re.M)
-    return float(match.group(1)) if match else 0.0
 
 
 @pytest.mark.parametrize("transport", ["u1", "t1"], ids=["udp", "tcp"])
@@ -30,9 +21,9 @@ def test_sipp_registers_demo_extension_with_digest(demo_server: ServerProcess, t
     result = run_sipp("register_auth.xml", f"127.0.0.1:{demo_server.sip_port}", tmp_path / "sipp",
                       transport=transport, service="1001", auth=("1001", "demo1001"), timeout=20)
     assert result.successful == 1 and result.failed == 0, result.output
-    assert metric(demo_server, "callcenter_sip_events_total", '{kind="registrations"}') == 1
+    assert demo_server.metric("callcenter_sip_events_total", '{kind="registrations"}') == 1
     # The binding outlives SIPp's TCP connection: a plain TCP phone stays registered.
-    assert metric(demo_server, "callcenter_sip_registrations") == 1
+    assert demo_server.metric("callcenter_sip_registrations") == 1
 
 
 def test_wrong_password_eleven_times_bans_that_source_only(demo_server: ServerProcess, tmp_path: Path) -> None:
@@ -49,8 +40,8 @@ def test_wrong_password_eleven_times_bans_that_source_only(demo_server: ServerPr
     # ...while another source (decided by packet address only) registers fine.
     other = run_sipp("register_auth.xml", target, tmp_path / "other", local_ip="127.0.0.2", timeout=20, **right)
     assert other.successful == 1, other.output
-    assert metric(demo_server, "callcenter_sip_banned_sources") == 1
-    assert metric(demo_server, "callcenter_sip_events_total", '{kind="security_auth_failure_ban"}') == 1
+    assert demo_server.metric("callcenter_sip_banned_sources") == 1
+    assert demo_server.metric("callcenter_sip_events_total", '{kind="security_auth_failure_ban"}') == 1
 
 
 def test_baresip_registers_and_stays_registered_across_refreshes(tmp_path: Path) -> None:
@@ -59,37 +50,20 @@ def test_baresip_registers_and_stays_registered_across_refreshes(tmp_path: Path)
     config.write_text("[sip]\nmin_expires = 2\n")
     server = ServerProcess(tmp_path / "data", demo=True, extra_args=["--config", str(config)])
     server.start()
-    baresip_dir = tmp_path / "baresip"
-    baresip_dir.mkdir()
-    (baresip_dir / "config").write_text(
-        "poll_method\tepoll\n"
-        "sip_listen\t127.0.0.1:0\n"
-        "module_path\t/usr/lib/baresip/modules\n"
-        "module\tg711.so\n"
-        "module_app\taccount.so\n"
-        "audio_player\tnone\naudio_source\tnone\naudio_alert\tnone\n"
-    )
-    (baresip_dir / "accounts").write_text(
-        f"\"分机 1001\" <sip:1001@127.0.0.1:{server.sip_port};transport=udp>;auth_pass=demo1001;regint=4\n"
-    )
-    proc = subprocess.Popen([shutil.which("baresip") or "baresip", "-f", str(baresip_dir), "-t", "30"],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    phone = Baresip(tmp_path / "baresip",
+                    f"\"分机 1001\" <sip:1001@127.0.0.1:{server.sip_port};transport=udp>;auth_pass=demo1001;regint=4")
+    phone.start(quit_after=30)
     try:
         deadline = time.monotonic() + 25
         refreshed = False
         while time.monotonic() < deadline:
             # Each successful REGISTER counts; three means the first plus two refreshes.
-            if metric(server, "callcenter_sip_events_total", '{kind="registrations"}') >= 3:
+            if server.metric("callcenter_sip_events_total", '{kind="registrations"}') >= 3:
                 refreshed = True
                 break
             time.sleep(0.5)
         assert refreshed, server.log()
-        assert metric(server, "callcenter_sip_registrations") == 1  # refreshed, not duplicated
+        assert server.metric("callcenter_sip_registrations") == 1  # refreshed, not duplicated
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        phone.stop()
         server.stop()
