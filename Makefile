@@ -7,8 +7,9 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 STAMPS  := .make
 APT_GET := $(shell command -v apt-get 2>/dev/null)
-# Debian packages of the real peers the tests talk to: SIPp and baresip.
-TEST_DEBS := sip-tester:sipp baresip-core:baresip
+# Debian packages the tests need: the real SIP peers (SIPp, baresip), Chromium for the web UI,
+# and a CJK font so the Chinese pages render (and their screenshots can be read).
+TEST_DEBS := sip-tester baresip-core chromium fonts-noto-cjk
 
 .PHONY: run test build deps test-deps lint clean
 
@@ -35,8 +36,8 @@ $(STAMPS)/venv: pyproject.toml | $(VENV)/bin/python
 	@mkdir -p $(STAMPS) && touch $@
 
 test-deps:
-	@missing=""; for pair in $(TEST_DEBS); do cmd=$${pair#*:}; pkg=$${pair%%:*}; \
-	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	@missing=""; for pkg in $(TEST_DEBS); do \
+	  dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(APT_GET) update -q && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -q $$missing; \

@@ -40,6 +40,8 @@ from sipstack.server import ServerSettings, SipServer
 from sipstack.session import SessionLayer
 from sipstack.transport.manager import TransportManager
 from webui.app import WebServices, create_app
+from webui.sessions import MIGRATIONS as WEBUI_MIGRATIONS
+from webui.sessions import SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,7 @@ DEMO_USER_PASSWORD = "demo1234"
 
 def schemas() -> dict[str, list[str]]:
     """Every component's migrations, in the order they may depend on each other."""
-    return {"sip": SIP_MIGRATIONS, "acd": ACD_MIGRATIONS, "crm": CRM_MIGRATIONS}
+    return {"sip": SIP_MIGRATIONS, "acd": ACD_MIGRATIONS, "crm": CRM_MIGRATIONS, "webui": WEBUI_MIGRATIONS}
 
 
 class Application:
@@ -181,8 +183,10 @@ class Application:
 
     async def _start_http(self) -> None:
         net = self.config.network
+        assert self.db is not None
         services = WebServices(health=self.health, metrics=self.metrics,
-                               sip_websocket=self.transports.serve_websocket if self.transports else None)
+                               sip_websocket=self.transports.serve_websocket if self.transports else None,
+                               crm=self.crm, sessions=SessionStore(self.db))
         sock = socket.socket(socket.AF_INET6 if ":" in net.bind else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((net.bind, net.http_port))

@@ -12,6 +12,10 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from crm.service import Crm
+from webui.pages import Pages
+from webui.sessions import SessionStore
+
 
 @dataclass
 class WebServices:
@@ -21,6 +25,9 @@ class WebServices:
     metrics: Callable[[], str]
     #: Runs one SIP-over-WebSocket connection (RFC 7118) until it closes.
     sip_websocket: Callable[[Any, tuple[str, int], bool, list[str]], Awaitable[None]] | None = None
+    #: The business services and the signed-in sessions, for the pages.
+    crm: Crm | None = None
+    sessions: SessionStore | None = None
 
 
 def create_app(services: WebServices) -> Starlette:
@@ -41,8 +48,11 @@ def create_app(services: WebServices) -> Starlette:
         client = websocket.client or ("0.0.0.0", 0)
         await services.sip_websocket(websocket, (client[0], client[1]), websocket.url.scheme == "wss", offered)
 
-    return Starlette(routes=[
+    routes: list[Any] = [
         Route("/healthz", healthz),
         Route("/metrics", metrics),
         WebSocketRoute("/sip", sip_ws),
-    ])
+    ]
+    if services.crm is not None and services.sessions is not None:
+        routes += Pages(services.crm, services.sessions).routes()
+    return Starlette(routes=routes)

@@ -1,0 +1,119 @@
+"""The web UI in a real browser (Debian's Chromium driven by Playwright): sign in, find a
+member, read the card, switch language, sign out; hostile input stays inert."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from bench.server import ServerProcess
+from callcenter.database import open_database
+from crm.access import SYSTEM
+from crm.db import Database
+from crm.service import Crm
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ADMIN_PASSWORD = "s3cret-admin-pw"
+# Screenshots of the main pages, kept for people to look at after a run.
+ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
+HOSTILE = '王<img src=x onerror="window.__pwned=1"><script>alert(2)</script>'
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    tmp = tmp_path_factory.mktemp("web")
+    proc = ServerProcess(tmp / "data", env={"CALLCENTER_ADMIN_PASSWORD": ADMIN_PASSWORD})
+    proc.start()
+    try:
+        for _ in range(300):
+            if "demo data seeded" in proc.log():
+                break
+            asyncio.run(asyncio.sleep(0.1))
+        asyncio.run(_add_member(tmp / "data" / "callcenter.db"))
+        yield proc
+    finally:
+        proc.stop()
+
+
+async def _add_member(db_path: Path) -> None:
+    """A member whose name is an XSS attempt, written through the CRM as a form would."""
+    conn = await open_database(db_path)
+    try:
+        await Crm.build(Database(conn)).members.create(SYSTEM, HOSTILE, phones=["13912345678"])
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def sign_in(page: Page, server: ServerProcess, user: str = "admin", password: str = ADMIN_PASSWORD) -> None:
+    page.goto(f"{server.http_url}/login")
+    page.get_by_label("用户名").fill(user)
+    page.get_by_label("密码").fill(password)
+    page.get_by_role("button", name="登录").click()
+
+
+def test_sign_in_search_card_language_and_sign_out(server: ServerProcess, browser: Browser) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
+    sign_in(page, server)
+    expect(page.get_by_role("heading", level=1)).to_contain_text("欢迎")
+    page.screenshot(path=str(ARTIFACTS / "workspace.png"))
+    page.get_by_role("link", name="会员").click()
+    page.get_by_label("搜索").fill("139 1234 5678")  # any phone form finds the member
+    page.get_by_role("button", name="搜索").click()
+    expect(page.locator("table.list tbody tr")).to_have_count(1)
+    page.screenshot(path=str(ARTIFACTS / "members-search.png"))
+    # The hostile name is shown as text, never run.
+    link = page.locator("table.list tbody tr a")
+    expect(link).to_have_text(HOSTILE)
+    link.click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("王")
+    assert page.evaluate("window.__pwned") is None  # the onerror handler never ran
+    page.screenshot(path=str(ARTIFACTS / "member-card.png"))
+    # Switch to English: the page and the session follow.
+    page.get_by_label("语言").select_option("en")
+    expect(page.get_by_role("heading", level=2).first).to_have_text("Member card")
+    page.get_by_role("link", name="Members").click()
+    expect(page.get_by_role("button", name="Search")).to_be_visible()
+    page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(re.compile(r"/login$"))
+    page.goto(f"{server.http_url}/members")
+    expect(page).to_have_url(re.compile(r"/login$"))  # the session is really gone
+
+
+def test_wrong_password_is_refused_with_a_message(server: ServerProcess, browser: Browser) -> None:
+    page = browser.new_page()
+    sign_in(page, server, password="wrong-password")
+    expect(page.get_by_role("alert")).to_have_text("用户名或密码错误。")
+
+
+def test_forms_without_a_csrf_token_are_refused(server: ServerProcess) -> None:
+    with httpx.Client(base_url=server.http_url) as client:
+        form = client.get("/login")
+        assert form.status_code == 200
+        refused = client.post("/login", data={"username": "admin", "password": ADMIN_PASSWORD, "csrf": "forged"})
+        assert refused.status_code == 403
+        token = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)  # type: ignore[union-attr]
+        signed_in = client.post("/login", data={"username": "admin", "password": ADMIN_PASSWORD, "csrf": token})
+        assert signed_in.status_code == 303
+        cookie = signed_in.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=lax" in cookie.replace("Lax", "lax")
+        # Signed in, a state change without the session's token is still refused.
+        assert client.post("/logout", data={"csrf": "forged"}).status_code == 403
