@@ -13,6 +13,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from crm import audit
 from crm.errors import CrmError, Forbidden, NotFound
 from crm.members import MemberQuery
 from crm.service import Crm
@@ -23,6 +24,10 @@ from webui.sessions import SESSION_LIFETIME, SessionStore
 HERE = Path(__file__).parent
 LANG_COOKIE = "cc_lang"
 PAGE_SIZE = 20
+#: The kinds of records the audit log can be filtered by.
+AUDITED_ENTITIES = ("member", "member_note", "points_entry", "ticket", "work_order", "appointment", "order",
+                    "catalogue_item", "kb_article", "survey", "return_visit", "call", "user", "role",
+                    "department", "setting")
 
 
 class Pages:
@@ -42,6 +47,7 @@ class Pages:
             Route("/lang", self.set_language, methods=["POST"]),
             Route("/members", self.members),
             Route("/members/{member_id:int}", self.member),
+            Route("/admin/audit", self.audit_log),
             Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
         ]
 
@@ -187,3 +193,19 @@ class Pages:
         except NotFound:
             return self.not_found(request, viewer)
         return self.render(request, viewer, "member.html", member=member, timeline=timeline)
+
+    async def audit_log(self, request: Request) -> Response:
+        viewer = await self.viewer(request)
+        if viewer is None:
+            return self.to_login(request)
+        entity = request.query_params.get("entity") or None
+        if entity not in AUDITED_ENTITIES:
+            entity = None
+        before = request.query_params.get("before", "")
+        try:
+            entries = await audit.list_entries(self.crm.db, viewer.actor, entity=entity, limit=PAGE_SIZE * 2,
+                                               before_id=int(before) if before.isdigit() else None)
+        except Forbidden:
+            return self.forbidden(request, viewer)
+        return self.render(request, viewer, "audit.html", entries=entries, entity=entity or "",
+                           entities=AUDITED_ENTITIES)

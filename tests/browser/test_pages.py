@@ -117,3 +117,17 @@ def test_forms_without_a_csrf_token_are_refused(server: ServerProcess) -> None:
         assert "HttpOnly" in cookie and "SameSite=lax" in cookie.replace("Lax", "lax")
         # Signed in, a state change without the session's token is still refused.
         assert client.post("/logout", data={"csrf": "forged"}).status_code == 403
+
+
+def test_a_role_without_permission_gets_a_403_page(server: ServerProcess, browser: Browser) -> None:
+    page = browser.new_page()
+    sign_in(page, server, user="agent1", password="demo1234")
+    expect(page.get_by_role("link", name="操作日志")).to_have_count(0)  # not offered...
+    response = page.goto(f"{server.http_url}/admin/audit")
+    assert response is not None and response.status == 403  # ...and refused when asked
+    expect(page.get_by_role("heading", level=1)).to_have_text("无权访问")
+    admin = browser.new_page()
+    sign_in(admin, server)
+    admin.get_by_role("link", name="操作日志").click()
+    expect(admin.locator("table.list tbody tr").first).to_be_visible()
+    admin.screenshot(path=str(ARTIFACTS / "audit-log.png"))
