@@ -15,6 +15,7 @@ from starlette.websockets import WebSocket
 from crm.service import Crm
 from webui.pages import Pages
 from webui.sessions import SessionStore
+from webui.ticket_pages import TicketPages
 
 
 @dataclass
@@ -54,5 +55,6 @@ def create_app(services: WebServices) -> Starlette:
         WebSocketRoute("/sip", sip_ws),
     ]
     if services.crm is not None and services.sessions is not None:
-        routes += Pages(services.crm, services.sessions).routes()
+        pages = Pages(services.crm, services.sessions)
+        routes += pages.routes() + TicketPages(pages).routes()
     return Starlette(routes=routes)

@@ -131,3 +131,30 @@ def test_a_role_without_permission_gets_a_403_page(server: ServerProcess, browse
     admin.get_by_role("link", name="操作日志").click()
     expect(admin.locator("table.list tbody tr").first).to_be_visible()
     admin.screenshot(path=str(ARTIFACTS / "audit-log.png"))
+
+
+def test_a_complaint_ticket_is_opened_assigned_and_resolved(server: ServerProcess, browser: Browser) -> None:
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
+    sign_in(page, server, user="supervisor1", password="demo1234")
+    page.get_by_role("link", name="服务工单").click()
+    page.get_by_label("类型").select_option("complaint")
+    page.get_by_label("优先级").select_option("4")
+    page.get_by_label("主题").fill("顾客投诉：做完护理后皮肤过敏")
+    page.get_by_role("button", name="提交").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("皮肤过敏")
+    expect(page.locator("dd.status")).to_have_text("新建")
+    # Closing an unresolved ticket is refused by the service; the page says why.
+    page.get_by_role("button", name="关闭").click()
+    expect(page.get_by_role("alert")).to_have_text("当前状态下不能执行此操作。")
+    page.get_by_label("处理人").select_option(label="林晓")  # agent1
+    page.get_by_role("button", name="分派").click()
+    expect(page.locator("dd.status")).to_have_text("已分派")
+    page.get_by_role("button", name="受理").click()
+    expect(page.locator("dd.status")).to_have_text("处理中")
+    page.get_by_label("处理结果").fill("已致电道歉并安排免费复诊")
+    page.get_by_role("button", name="解决").click()
+    expect(page.locator("dd.status")).to_have_text("已解决")
+    page.screenshot(path=str(ARTIFACTS / "ticket.png"))
+    # On the board, urgent unresolved tickets come first: ours is resolved, so it is not listed.
+    page.get_by_role("link", name="服务工单").click()
+    expect(page.get_by_role("link", name="顾客投诉：做完护理后皮肤过敏")).to_have_count(0)
