@@ -16,6 +16,7 @@ from crm.service import Crm
 from webui.pages import Pages
 from webui.sessions import SessionStore
 from webui.ticket_pages import TicketPages
+from webui.workorder_pages import WorkOrderPages
 
 
 @dataclass
@@ -56,5 +57,5 @@ def create_app(services: WebServices) -> Starlette:
     ]
     if services.crm is not None and services.sessions is not None:
         pages = Pages(services.crm, services.sessions)
-        routes += pages.routes() + TicketPages(pages).routes()
+        routes += pages.routes() + TicketPages(pages).routes() + WorkOrderPages(pages).routes()
     return Starlette(routes=routes)

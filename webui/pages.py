@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -90,6 +92,32 @@ class Pages:
     def not_found(self, request: Request, viewer: Viewer | None) -> HTMLResponse:
         t = self.translator(request, viewer)
         return self.render(request, viewer, "error.html", 404, title=t("error.notfound.title"), text="")
+
+    async def post_action(self, request: Request, run: Callable[[Viewer, FormData], Awaitable[Response]],
+                          on_refusal: Callable[[Request, str, int], Awaitable[Response]]) -> Response:
+        """A state-changing form post: signed in, CSRF checked, then `run`; a refusal by the
+        services becomes the 403/404 page or `on_refusal` with the reason in the user's language."""
+        viewer = await self.viewer(request)
+        if viewer is None:
+            return self.to_login(request)
+        form = await request.form()
+        if not csrf_ok(viewer.session.csrf, str(form.get("csrf", ""))):
+            return self.forbidden(request, viewer)
+        try:
+            return await run(viewer, form)
+        except Forbidden:
+            return self.forbidden(request, viewer)
+        except NotFound:
+            return self.not_found(request, viewer)
+        except CrmError as exc:
+            return await on_refusal(request, self.refusal(request, viewer, exc), exc.status)
+
+    def refusal(self, request: Request, viewer: Viewer, exc: CrmError) -> str:
+        """A service's refusal in the user's language when the catalogue knows its code."""
+        t = self.translator(request, viewer)
+        key = f"error.{exc.code}"
+        text = t(key)
+        return text if text != key else str(exc)
 
     @staticmethod
     def to_login(request: Request) -> RedirectResponse:

@@ -6,15 +6,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from crm import access
-from crm.errors import CrmError, Forbidden, NotFound
+from crm.errors import Forbidden, NotFound
 from crm.ticket_flow import Priority, TicketType
 from crm.tickets import TicketQuery
-from webui.auth import Viewer, csrf_ok
+from webui.auth import Viewer
 from webui.pages import PAGE_SIZE, Pages
 
 ACTIONS = ("assign", "start", "resolve", "close", "reopen")
@@ -52,26 +53,18 @@ class TicketPages:
                                  can_write=viewer.actor.can(access.TICKET_WRITE))
 
     async def create(self, request: Request) -> Response:
-        viewer = await self.pages.viewer(request)
-        if viewer is None:
-            return self.pages.to_login(request)
-        form = await request.form()
-        if not csrf_ok(viewer.session.csrf, str(form.get("csrf", ""))):
-            return self.pages.forbidden(request, viewer)
-        try:
-            priority = Priority(int(str(form.get("priority", "2"))))
-        except ValueError:
-            priority = Priority.NORMAL
-        try:
+        async def run(viewer: Viewer, form: FormData) -> Response:
+            try:
+                priority = Priority(int(str(form.get("priority", "2"))))
+            except ValueError:
+                priority = Priority.NORMAL
             ticket = await self.crm.tickets.create(
                 viewer.actor, ticket_type=str(form.get("ticket_type", "")), subject=str(form.get("subject", "")),
                 description=str(form.get("description", "")), priority=priority,
                 contact_phone=str(form.get("contact_phone", "")).strip() or None, channel="web")
-        except Forbidden:
-            return self.pages.forbidden(request, viewer)
-        except CrmError as exc:
-            return await self.board(request, error=self._message(request, viewer, exc), status=exc.status)
-        return RedirectResponse(f"/tickets/{ticket.id}", status_code=303)
+            return RedirectResponse(f"/tickets/{ticket.id}", status_code=303)
+
+        return await self.pages.post_action(request, run, lambda r, error, status: self.board(r, error, status))
 
     async def detail(self, request: Request, error: str = "", status: int = 200) -> Response:
         viewer = await self.pages.viewer(request)
@@ -92,20 +85,17 @@ class TicketPages:
                                  assignees=assignees, error=error)
 
     async def act(self, request: Request) -> Response:
-        viewer = await self.pages.viewer(request)
-        if viewer is None:
-            return self.pages.to_login(request)
         action = request.path_params["action"]
         ticket_id = request.path_params["ticket_id"]
-        form = await request.form()
-        if action not in ACTIONS or not csrf_ok(viewer.session.csrf, str(form.get("csrf", ""))):
-            return self.pages.forbidden(request, viewer)
-        service, actor = self.crm.tickets, viewer.actor
-        try:
+        if action not in ACTIONS:
+            return self.pages.not_found(request, await self.pages.viewer(request))
+
+        async def run(viewer: Viewer, form: FormData) -> Response:
+            service, actor = self.crm.tickets, viewer.actor
             if action == "assign":
                 assignee = str(form.get("assignee_id", ""))
-                await service.assign(actor, ticket_id, assignee_id=int(assignee) if assignee.isdigit() else viewer.session.user_id,
-                                     note=str(form.get("note", "")))
+                await service.assign(actor, ticket_id, note=str(form.get("note", "")),
+                                     assignee_id=int(assignee) if assignee.isdigit() else viewer.session.user_id)
             elif action == "start":
                 await service.start(actor, ticket_id)
             elif action == "resolve":
@@ -114,17 +104,6 @@ class TicketPages:
                 await service.close(actor, ticket_id, str(form.get("note", "")))
             else:
                 await service.reopen(actor, ticket_id, str(form.get("reason", "")))
-        except Forbidden:
-            return self.pages.forbidden(request, viewer)
-        except NotFound:
-            return self.pages.not_found(request, viewer)
-        except CrmError as exc:
-            return await self.detail(request, error=self._message(request, viewer, exc), status=exc.status)
-        return RedirectResponse(f"/tickets/{ticket_id}", status_code=303)
+            return RedirectResponse(f"/tickets/{ticket_id}", status_code=303)
 
-    def _message(self, request: Request, viewer: Viewer, exc: CrmError) -> str:
-        """The service's refusal in the user's language when the catalogue knows its code."""
-        t = self.pages.translator(request, viewer)
-        key = f"error.{exc.code}"
-        text = t(key)
-        return text if text != key else str(exc)
+        return await self.pages.post_action(request, run, lambda r, error, status: self.detail(r, error, status))

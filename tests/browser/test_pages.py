@@ -158,3 +158,51 @@ def test_a_complaint_ticket_is_opened_assigned_and_resolved(server: ServerProces
     # On the board, urgent unresolved tickets come first: ours is resolved, so it is not listed.
     page.get_by_role("link", name="服务工单").click()
     expect(page.get_by_role("link", name="顾客投诉：做完护理后皮肤过敏")).to_have_count(0)
+
+
+def test_work_order_dispatch_completion_audit_and_the_duplicate_warning(server: ServerProcess, browser: Browser) -> None:
+    supervisor = browser.new_page(viewport={"width": 1366, "height": 768})
+    sign_in(supervisor, server, user="supervisor1", password="demo1234")
+
+    def new_order() -> None:
+        supervisor.goto(f"{server.http_url}/workorders")
+        supervisor.get_by_label("会员电话").fill("13912345678")
+        supervisor.get_by_label("服务类型").select_option("repair")
+        supervisor.get_by_label("产品型号").fill("美容仪 BX-200")
+        supervisor.get_by_label("机身序列号").fill("SN-2026-0001")
+        supervisor.get_by_label("购买日期").fill("2026-03-01")
+        supervisor.get_by_role("button", name="提交").click()
+
+    new_order()
+    expect(supervisor.locator("dd.status")).to_have_text("待派工")
+    # 完工 before 派工 is a fake: refused with the reason.
+    supervisor.get_by_label("客户要求").fill("上门维修")
+    supervisor.get_by_label("客户意见").fill("满意")
+    supervisor.get_by_label("机器状态").fill("正常")
+    supervisor.get_by_role("button", name="完工").click()
+    expect(supervisor.get_by_role("alert")).to_have_text("工单尚未派工，不能完工。")
+    supervisor.get_by_role("button", name="派工").click()
+    expect(supervisor.locator("dd.status")).to_have_text("已派工")
+    order_url = supervisor.url
+    technician = supervisor.locator("dd.technician").get_attribute("data-username")
+    assert technician and technician.startswith("tech")
+
+    tech = browser.new_page()
+    sign_in(tech, server, user=technician, password="demo1234")
+    tech.goto(order_url)
+    tech.get_by_label("客户要求").fill("上门维修")
+    tech.get_by_label("客户意见").fill("满意")
+    tech.get_by_label("机器状态").fill("已修复，运行正常")
+    tech.get_by_role("button", name="完工").click()
+    expect(tech.locator("dd.status")).to_have_text("已完工待审核")
+
+    auditor = browser.new_page()
+    sign_in(auditor, server, user="auditor1", password="demo1234")
+    auditor.goto(order_url)
+    auditor.get_by_role("button", name="审核通过").click()
+    expect(auditor.locator("dd.status")).to_have_text("审核通过")
+
+    # The same member and serial again within the window: flagged as a possible duplicate.
+    new_order()
+    expect(supervisor.get_by_role("status")).to_contain_text("疑似重单")
+    supervisor.screenshot(path=str(ARTIFACTS / "workorder-duplicate.png"))
