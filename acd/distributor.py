@@ -1,0 +1,357 @@
+"""The automatic call distributor, sans-IO: fed calls, agent actions and time; answers with
+what to do (ring these agents, stop ringing, overflow) and a queue log.
+
+The call-control layer acts on the events (rings agents' phones or browsers, bridges the
+call) and reports back (`answered`, `ring_timeout`, `caller_hangup`, `agent_hangup`). Every
+decision is O(agents in the queue); time only enters as `now`.
+
+Queue log events carry Asterisk's queue_log names (ENTERQUEUE, CONNECT, COMPLETECALLER,
+COMPLETEAGENT, ABANDON, RINGNOANSWER, EXITWITHTIMEOUT, FULL, JOINEMPTY, EXITEMPTY, ADDMEMBER,
+REMOVEMEMBER, PAUSE, UNPAUSE) so existing reports and habits carry over.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from acd.agents import Agent, AgentState, NotReadyReason
+from acd.queues import QueueConfig, QueuedCall, Selector, eligible
+
+
+@dataclass(frozen=True)
+class Offer:
+    """Ring these agents for this call (several at once for ringall)."""
+
+    call_id: str
+    agent_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StopRinging:
+    call_id: str
+    agent_id: str
+
+
+@dataclass(frozen=True)
+class Connected:
+    call_id: str
+    agent_id: str
+
+
+@dataclass(frozen=True)
+class Overflowed:
+    """The call leaves the queue for `destination` (another queue, voicemail, callback, or "")."""
+
+    call_id: str
+    destination: str
+    reason: str  # "maxlen", "max_wait", "no_agents"
+
+
+@dataclass(frozen=True)
+class AgentChanged:
+    agent_id: str
+    state: AgentState
+    reason: NotReadyReason | None
+
+
+@dataclass(frozen=True)
+class QueueLogEntry:
+    at: float
+    call_id: str
+    queue_id: str
+    agent_id: str
+    event: str
+    data: tuple[str, ...] = ()
+
+
+Event = Offer | StopRinging | Connected | Overflowed | AgentChanged
+
+
+@dataclass
+class _Connection:
+    call: QueuedCall
+    agent_id: str
+    answered_at: float
+
+
+@dataclass
+class Output:
+    events: list[Event] = field(default_factory=list)
+
+
+class AcdError(Exception):
+    """An action the current state does not allow (e.g. answering a call not offered)."""
+
+
+class Acd:
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self.queues: dict[str, QueueConfig] = {}
+        self.agents: dict[str, Agent] = {}
+        self.members: dict[str, list[Agent]] = {}
+        self.waiting: dict[str, QueuedCall] = {}
+        self.connected: dict[str, _Connection] = {}
+        self.log: list[QueueLogEntry] = []
+        self._selector = Selector(rng)
+        self._pending_logout: set[str] = set()
+
+    # ------------------------------------------------------------- configuration
+
+    def add_queue(self, queue: QueueConfig) -> None:
+        self.queues[queue.id] = queue
+        self.members.setdefault(queue.id, [])
+
+    def add_agent(self, agent: Agent) -> None:
+        self.agents[agent.id] = agent
+        for queue_id in agent.queues:
+            self.members.setdefault(queue_id, []).append(agent)
+
+    # ------------------------------------------------------------- agents
+
+    def login(self, agent_id: str, now: float) -> list[Event]:
+        agent = self._agent(agent_id)
+        if agent.state is not AgentState.LOGGED_OUT:
+            return []
+        agent.set(AgentState.READY, now)
+        agent.missed_in_row = 0
+        self._log(now, "NONE", agent, "ADDMEMBER")
+        return [AgentChanged(agent.id, agent.state, None), *self.dispatch(now)]
+
+    def logout(self, agent_id: str, now: float) -> list[Event]:
+        agent = self._agent(agent_id)
+        if agent.state in (AgentState.ON_CALL, AgentState.WRAP_UP):
+            self._pending_logout.add(agent_id)  # after the call and its wrap-up
+            return []
+        events = self._withdraw_offer(agent, now) if agent.state is AgentState.RESERVED else []
+        agent.set(AgentState.LOGGED_OUT, now)
+        self._log(now, "NONE", agent, "REMOVEMEMBER")
+        events.append(AgentChanged(agent.id, agent.state, None))
+        return events + self._empty_queues(now) + self.dispatch(now)
+
+    def ready(self, agent_id: str, now: float) -> list[Event]:
+        agent = self._agent(agent_id)
+        if agent.state not in (AgentState.NOT_READY, AgentState.WRAP_UP):
+            return []
+        was_paused = agent.state is AgentState.NOT_READY
+        agent.set(AgentState.READY, now)
+        agent.missed_in_row = 0
+        if was_paused:
+            self._log(now, "NONE", agent, "UNPAUSE")
+        return [AgentChanged(agent.id, agent.state, None), *self.dispatch(now)]
+
+    def not_ready(self, agent_id: str, reason: NotReadyReason, now: float) -> list[Event]:
+        agent = self._agent(agent_id)
+        if agent.state not in (AgentState.READY, AgentState.WRAP_UP, AgentState.RESERVED):
+            return []
+        events = self._withdraw_offer(agent, now) if agent.state is AgentState.RESERVED else []
+        agent.set(AgentState.NOT_READY, now, reason)
+        self._log(now, "NONE", agent, "PAUSE", reason.value)
+        return [*events, AgentChanged(agent.id, agent.state, reason), *self.dispatch(now)]
+
+    # ------------------------------------------------------------- calls
+
+    def enqueue(self, call: QueuedCall, now: float) -> list[Event]:
+        queue = self.queues[call.queue_id]
+        if call.call_id in self.waiting or call.call_id in self.connected:
+            raise AcdError(f"call {call.call_id} is in a queue already")
+        logged_in = [a for a in self.members[queue.id] if a.state is not AgentState.LOGGED_OUT]
+        if not logged_in and not queue.joinempty:
+            self.log.append(QueueLogEntry(now, call.call_id, queue.id, "NONE", "JOINEMPTY"))
+            return [Overflowed(call.call_id, queue.overflow, "no_agents")]
+        in_queue = sum(1 for c in self.waiting.values() if c.queue_id == queue.id)
+        if queue.maxlen and in_queue >= queue.maxlen:
+            self.log.append(QueueLogEntry(now, call.call_id, queue.id, "NONE", "FULL"))
+            return [Overflowed(call.call_id, queue.overflow, "maxlen")]
+        call.entered_at = now
+        self.waiting[call.call_id] = call
+        self.log.append(QueueLogEntry(now, call.call_id, queue.id, "NONE", "ENTERQUEUE", (call.caller,)))
+        return self.dispatch(now)
+
+    def answered(self, call_id: str, agent_id: str, now: float) -> list[Event]:
+        call = self.waiting.get(call_id)
+        agent = self._agent(agent_id)
+        if call is None or agent_id not in call.offered_to:
+            raise AcdError(f"call {call_id} was not offered to {agent_id}")
+        events: list[Event] = [StopRinging(call_id, other) for other in sorted(call.offered_to) if other != agent_id]
+        for other in call.offered_to - {agent_id}:
+            self._release(self.agents[other], now)
+            events.append(AgentChanged(other, AgentState.READY, None))
+        del self.waiting[call_id]
+        call.offered_to = {agent_id}
+        agent.set(AgentState.ON_CALL, now)
+        agent.missed_in_row = 0
+        self.connected[call_id] = _Connection(call, agent_id, now)
+        self._log(now, call_id, agent, "CONNECT", str(round(call.waited(now))), queue_id=call.queue_id)
+        events += [Connected(call_id, agent_id), AgentChanged(agent_id, AgentState.ON_CALL, None)]
+        return events + self.dispatch(now)
+
+    def ring_timeout(self, call_id: str, agent_id: str, now: float) -> list[Event]:
+        """The agent let the offer ring out (or rejected it): offer the call elsewhere."""
+        call = self.waiting.get(call_id)
+        agent = self._agent(agent_id)
+        if call is None or agent_id not in call.offered_to:
+            return []
+        call.offered_to.discard(agent_id)
+        call.declined_by.add(agent_id)
+        queue = self.queues[call.queue_id]
+        self._log(now, call_id, agent, "RINGNOANSWER", str(round((now - call.offered_at) * 1000)), queue_id=queue.id)
+        agent.missed_in_row += 1
+        events: list[Event] = [StopRinging(call_id, agent_id)]
+        if queue.max_missed and agent.missed_in_row >= queue.max_missed:
+            agent.call_id = None
+            agent.set(AgentState.NOT_READY, now, NotReadyReason.AFTER_CALL)
+            self._log(now, "NONE", agent, "PAUSE", "auto")
+            events.append(AgentChanged(agent_id, AgentState.NOT_READY, NotReadyReason.AFTER_CALL))
+        else:
+            self._release(agent, now)
+            events.append(AgentChanged(agent_id, AgentState.READY, None))
+        return events + self.dispatch(now)
+
+    def caller_hangup(self, call_id: str, now: float) -> list[Event]:
+        """The caller hung up: an abandon while waiting or ringing, else the end of the talk."""
+        call = self.waiting.pop(call_id, None)
+        if call is not None:
+            events: list[Event] = []
+            for agent_id in sorted(call.offered_to):
+                self._release(self.agents[agent_id], now)
+                events += [StopRinging(call_id, agent_id), AgentChanged(agent_id, AgentState.READY, None)]
+            self.log.append(QueueLogEntry(now, call_id, call.queue_id, "NONE", "ABANDON",
+                                          ("1", str(round(call.waited(now))))))
+            return events + self.dispatch(now)
+        return self._complete(call_id, now, "COMPLETECALLER")
+
+    def agent_hangup(self, call_id: str, now: float) -> list[Event]:
+        return self._complete(call_id, now, "COMPLETEAGENT")
+
+    def transferred(self, call_id: str, now: float, destination: str) -> list[Event]:
+        """The agent transferred the call away: the agent's part ends, wrap-up applies."""
+        return self._complete(call_id, now, "TRANSFER", destination)
+
+    # ------------------------------------------------------------- time
+
+    def tick(self, now: float) -> list[Event]:
+        events: list[Event] = []
+        for agent in self.agents.values():
+            if agent.state is AgentState.WRAP_UP and agent.wrap_up_until <= now:
+                events += self._after_wrap_up(agent, now)
+        for call in list(self.waiting.values()):
+            queue = self.queues[call.queue_id]
+            for agent_id in sorted(call.offered_to):
+                if now - call.offered_at >= queue.ring_timeout:
+                    events += self.ring_timeout(call.call_id, agent_id, now)
+            if call.call_id in self.waiting and queue.max_wait and call.waited(now) >= queue.max_wait:
+                events += self._leave(call, now, "EXITWITHTIMEOUT", "max_wait")
+        return events + self.dispatch(now)
+
+    def next_deadline(self) -> float | None:
+        deadlines = [a.wrap_up_until for a in self.agents.values() if a.state is AgentState.WRAP_UP]
+        for call in self.waiting.values():
+            queue = self.queues[call.queue_id]
+            if call.offered_to:
+                deadlines.append(call.offered_at + queue.ring_timeout)
+            if queue.max_wait:
+                deadlines.append(call.entered_at + queue.max_wait)
+            for rule in queue.penalty_rules:
+                if call.entered_at + rule.after > call.offered_at:
+                    deadlines.append(call.entered_at + rule.after)
+        return min(deadlines, default=None)
+
+    def dispatch(self, now: float) -> list[Event]:
+        """Offer waiting calls to available agents: highest priority first, then longest wait."""
+        events: list[Event] = []
+        order = sorted((c for c in self.waiting.values() if not c.offered_to),
+                       key=lambda c: (-c.priority, c.entered_at))
+        for call in order:
+            queue = self.queues[call.queue_id]
+            members = self.members[queue.id]
+            chosen = self._selector.choose(queue, members, eligible(members, queue, call, now), call)
+            if not chosen:
+                continue
+            call.offered_at = now
+            for agent in chosen:
+                agent.set(AgentState.RESERVED, now)
+                agent.call_id = call.call_id
+                call.offered_to.add(agent.id)
+                events.append(AgentChanged(agent.id, AgentState.RESERVED, None))
+            events.append(Offer(call.call_id, tuple(a.id for a in chosen)))
+        return events
+
+    # ------------------------------------------------------------- figures
+
+    def position(self, call_id: str) -> int:
+        """1-based place of a waiting call in its queue (for announce-position)."""
+        call = self.waiting[call_id]
+        ahead = [c for c in self.waiting.values() if c.queue_id == call.queue_id
+                 and (-c.priority, c.entered_at) < (-call.priority, call.entered_at)]
+        return len(ahead) + 1
+
+    # ------------------------------------------------------------- internals
+
+    def _agent(self, agent_id: str) -> Agent:
+        try:
+            return self.agents[agent_id]
+        except KeyError:
+            raise AcdError(f"unknown agent {agent_id}") from None
+
+    def _log(self, now: float, call_id: str, agent: Agent, event: str, *data: str, queue_id: str = "NONE") -> None:
+        self.log.append(QueueLogEntry(now, call_id, queue_id, agent.id, event, tuple(data)))
+
+    def _release(self, agent: Agent, now: float) -> None:
+        agent.call_id = None
+        agent.set(AgentState.READY, now)
+
+    def _withdraw_offer(self, agent: Agent, now: float) -> list[Event]:
+        call = self.waiting.get(agent.call_id or "")
+        agent.call_id = None
+        if call is None:
+            return []
+        call.offered_to.discard(agent.id)
+        return [StopRinging(call.call_id, agent.id)]
+
+    def _complete(self, call_id: str, now: float, event: str, *extra: str) -> list[Event]:
+        connection = self.connected.pop(call_id, None)
+        if connection is None:
+            return []
+        agent = self.agents[connection.agent_id]
+        call = connection.call
+        queue = self.queues[call.queue_id]
+        talk = now - connection.answered_at
+        agent.calls_taken += 1
+        agent.talk_seconds += talk
+        agent.last_call_end = now
+        agent.call_id = None
+        self._log(now, call_id, agent, event, str(round(connection.answered_at - call.entered_at)),
+                  str(round(talk)), *extra, queue_id=queue.id)
+        if queue.wrapuptime > 0:
+            agent.set(AgentState.WRAP_UP, now)
+            agent.wrap_up_until = now + queue.wrapuptime
+            return [AgentChanged(agent.id, AgentState.WRAP_UP, None)]
+        return self._after_wrap_up(agent, now) + self.dispatch(now)
+
+    def _after_wrap_up(self, agent: Agent, now: float) -> list[Event]:
+        if agent.id in self._pending_logout:
+            self._pending_logout.discard(agent.id)
+            agent.set(AgentState.LOGGED_OUT, now)
+            self._log(now, "NONE", agent, "REMOVEMEMBER")
+            return [AgentChanged(agent.id, AgentState.LOGGED_OUT, None)]
+        agent.set(AgentState.READY, now)
+        return [AgentChanged(agent.id, AgentState.READY, None)]
+
+    def _leave(self, call: QueuedCall, now: float, log_event: str, reason: str) -> list[Event]:
+        del self.waiting[call.call_id]
+        events: list[Event] = []
+        for agent_id in sorted(call.offered_to):
+            self._release(self.agents[agent_id], now)
+            events += [StopRinging(call.call_id, agent_id), AgentChanged(agent_id, AgentState.READY, None)]
+        self.log.append(QueueLogEntry(now, call.call_id, call.queue_id, "NONE", log_event,
+                                      (str(round(call.waited(now))),)))
+        return events + [Overflowed(call.call_id, self.queues[call.queue_id].overflow, reason)]
+
+    def _empty_queues(self, now: float) -> list[Event]:
+        """Callers in a queue whose last agent logged out leave it (leavewhenempty)."""
+        events: list[Event] = []
+        for call in list(self.waiting.values()):
+            queue = self.queues[call.queue_id]
+            if queue.leavewhenempty and all(a.state is AgentState.LOGGED_OUT for a in self.members[queue.id]):
+                events += self._leave(call, now, "EXITEMPTY", "no_agents")
+        return events
