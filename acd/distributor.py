@@ -13,7 +13,9 @@ REMOVEMEMBER, PAUSE, UNPAUSE) so existing reports and habits carry over.
 from __future__ import annotations
 
 import random
+from bisect import bisect_left, insort
 from dataclasses import dataclass, field
+from heapq import merge
 
 from acd.agents import Agent, AgentState, NotReadyReason
 from acd.queues import QueueConfig, QueuedCall, Selector, eligible
@@ -94,12 +96,17 @@ class Acd:
         self.log: list[QueueLogEntry] = []
         self._selector = Selector(rng)
         self._pending_logout: set[str] = set()
+        #: Agents ready for an offer: when none is, a decision costs nothing.
+        self._ready: set[str] = set()
+        #: Per queue, its waiting calls in service order (priority, then arrival).
+        self._order: dict[str, list[tuple[int, float, str]]] = {}
 
     # ------------------------------------------------------------- configuration
 
     def add_queue(self, queue: QueueConfig) -> None:
         self.queues[queue.id] = queue
         self.members.setdefault(queue.id, [])
+        self._order.setdefault(queue.id, [])
 
     def add_agent(self, agent: Agent) -> None:
         self.agents[agent.id] = agent
@@ -112,7 +119,7 @@ class Acd:
         agent = self._agent(agent_id)
         if agent.state is not AgentState.LOGGED_OUT:
             return []
-        agent.set(AgentState.READY, now)
+        self._set(agent, AgentState.READY, now)
         agent.missed_in_row = 0
         self._log(now, "NONE", agent, "ADDMEMBER")
         return [AgentChanged(agent.id, agent.state, None), *self.dispatch(now)]
@@ -123,7 +130,7 @@ class Acd:
             self._pending_logout.add(agent_id)  # after the call and its wrap-up
             return []
         events = self._withdraw_offer(agent, now) if agent.state is AgentState.RESERVED else []
-        agent.set(AgentState.LOGGED_OUT, now)
+        self._set(agent, AgentState.LOGGED_OUT, now)
         self._log(now, "NONE", agent, "REMOVEMEMBER")
         events.append(AgentChanged(agent.id, agent.state, None))
         return events + self._empty_queues(now) + self.dispatch(now)
@@ -133,7 +140,7 @@ class Acd:
         if agent.state not in (AgentState.NOT_READY, AgentState.WRAP_UP):
             return []
         was_paused = agent.state is AgentState.NOT_READY
-        agent.set(AgentState.READY, now)
+        self._set(agent, AgentState.READY, now)
         agent.missed_in_row = 0
         if was_paused:
             self._log(now, "NONE", agent, "UNPAUSE")
@@ -144,7 +151,7 @@ class Acd:
         if agent.state not in (AgentState.READY, AgentState.WRAP_UP, AgentState.RESERVED):
             return []
         events = self._withdraw_offer(agent, now) if agent.state is AgentState.RESERVED else []
-        agent.set(AgentState.NOT_READY, now, reason)
+        self._set(agent, AgentState.NOT_READY, now, reason)
         self._log(now, "NONE", agent, "PAUSE", reason.value)
         return [*events, AgentChanged(agent.id, agent.state, reason), *self.dispatch(now)]
 
@@ -164,6 +171,7 @@ class Acd:
             return [Overflowed(call.call_id, queue.overflow, "maxlen")]
         call.entered_at = now
         self.waiting[call.call_id] = call
+        insort(self._order[queue.id], (-call.priority, now, call.call_id))
         self.log.append(QueueLogEntry(now, call.call_id, queue.id, "NONE", "ENTERQUEUE", (call.caller,)))
         return self.dispatch(now)
 
@@ -177,8 +185,9 @@ class Acd:
             self._release(self.agents[other], now)
             events.append(AgentChanged(other, AgentState.READY, None))
         del self.waiting[call_id]
+        self._unorder(call)
         call.offered_to = {agent_id}
-        agent.set(AgentState.ON_CALL, now)
+        self._set(agent, AgentState.ON_CALL, now)
         agent.missed_in_row = 0
         self.connected[call_id] = _Connection(call, agent_id, now)
         self._log(now, call_id, agent, "CONNECT", str(round(call.waited(now))), queue_id=call.queue_id)
@@ -199,7 +208,7 @@ class Acd:
         events: list[Event] = [StopRinging(call_id, agent_id)]
         if queue.max_missed and agent.missed_in_row >= queue.max_missed:
             agent.call_id = None
-            agent.set(AgentState.NOT_READY, now, NotReadyReason.AFTER_CALL)
+            self._set(agent, AgentState.NOT_READY, now, NotReadyReason.AFTER_CALL)
             self._log(now, "NONE", agent, "PAUSE", "auto")
             events.append(AgentChanged(agent_id, AgentState.NOT_READY, NotReadyReason.AFTER_CALL))
         else:
@@ -211,6 +220,7 @@ class Acd:
         """The caller hung up: an abandon while waiting or ringing, else the end of the talk."""
         call = self.waiting.pop(call_id, None)
         if call is not None:
+            self._unorder(call)
             events: list[Event] = []
             for agent_id in sorted(call.offered_to):
                 self._release(self.agents[agent_id], now)
@@ -257,19 +267,33 @@ class Acd:
         return min(deadlines, default=None)
 
     def dispatch(self, now: float) -> list[Event]:
-        """Offer waiting calls to available agents: highest priority first, then longest wait."""
+        """Offer waiting calls to ready agents: highest priority first, then longest wait.
+
+        Only queues with a ready member are looked at, each in its service order, and a queue
+        is left as soon as none of its members can take its next plain call: the cost follows
+        the agents who are free, not the length of the queues."""
         events: list[Event] = []
-        order = sorted((c for c in self.waiting.values() if not c.offered_to),
-                       key=lambda c: (-c.priority, c.entered_at))
-        for call in order:
+        if not self._ready:
+            return events
+        queue_ids = {q for agent_id in self._ready for q in self.agents[agent_id].queues if self._order.get(q)}
+        heads = merge(*(self._order[q] for q in sorted(queue_ids)))
+        exhausted: set[str] = set()
+        for _, _, call_id in heads:
+            if not self._ready:
+                break
+            call = self.waiting[call_id]
+            if call.offered_to or call.queue_id in exhausted:
+                continue
             queue = self.queues[call.queue_id]
             members = self.members[queue.id]
             chosen = self._selector.choose(queue, members, eligible(members, queue, call, now), call)
             if not chosen:
+                if not call.skills and call.preferred_agent is None:
+                    exhausted.add(queue.id)  # nobody here can take an ordinary call now
                 continue
             call.offered_at = now
             for agent in chosen:
-                agent.set(AgentState.RESERVED, now)
+                self._set(agent, AgentState.RESERVED, now)
                 agent.call_id = call.call_id
                 call.offered_to.add(agent.id)
                 events.append(AgentChanged(agent.id, AgentState.RESERVED, None))
@@ -281,9 +305,7 @@ class Acd:
     def position(self, call_id: str) -> int:
         """1-based place of a waiting call in its queue (for announce-position)."""
         call = self.waiting[call_id]
-        ahead = [c for c in self.waiting.values() if c.queue_id == call.queue_id
-                 and (-c.priority, c.entered_at) < (-call.priority, call.entered_at)]
-        return len(ahead) + 1
+        return bisect_left(self._order[call.queue_id], (-call.priority, call.entered_at, call.call_id)) + 1
 
     # ------------------------------------------------------------- internals
 
@@ -296,9 +318,16 @@ class Acd:
     def _log(self, now: float, call_id: str, agent: Agent, event: str, *data: str, queue_id: str = "NONE") -> None:
         self.log.append(QueueLogEntry(now, call_id, queue_id, agent.id, event, tuple(data)))
 
+    def _set(self, agent: Agent, state: AgentState, now: float, reason: NotReadyReason | None = None) -> None:
+        agent.set(state, now, reason)
+        if state is AgentState.READY:
+            self._ready.add(agent.id)
+        else:
+            self._ready.discard(agent.id)
+
     def _release(self, agent: Agent, now: float) -> None:
         agent.call_id = None
-        agent.set(AgentState.READY, now)
+        self._set(agent, AgentState.READY, now)
 
     def _withdraw_offer(self, agent: Agent, now: float) -> list[Event]:
         call = self.waiting.get(agent.call_id or "")
@@ -323,7 +352,7 @@ class Acd:
         self._log(now, call_id, agent, event, str(round(connection.answered_at - call.entered_at)),
                   str(round(talk)), *extra, queue_id=queue.id)
         if queue.wrapuptime > 0:
-            agent.set(AgentState.WRAP_UP, now)
+            self._set(agent, AgentState.WRAP_UP, now)
             agent.wrap_up_until = now + queue.wrapuptime
             return [AgentChanged(agent.id, AgentState.WRAP_UP, None)]
         return self._after_wrap_up(agent, now) + self.dispatch(now)
@@ -331,14 +360,22 @@ class Acd:
     def _after_wrap_up(self, agent: Agent, now: float) -> list[Event]:
         if agent.id in self._pending_logout:
             self._pending_logout.discard(agent.id)
-            agent.set(AgentState.LOGGED_OUT, now)
+            self._set(agent, AgentState.LOGGED_OUT, now)
             self._log(now, "NONE", agent, "REMOVEMEMBER")
             return [AgentChanged(agent.id, AgentState.LOGGED_OUT, None)]
-        agent.set(AgentState.READY, now)
+        self._set(agent, AgentState.READY, now)
         return [AgentChanged(agent.id, AgentState.READY, None)]
+
+    def _unorder(self, call: QueuedCall) -> None:
+        order = self._order[call.queue_id]
+        key = (-call.priority, call.entered_at, call.call_id)
+        i = bisect_left(order, key)
+        if i < len(order) and order[i] == key:
+            del order[i]
 
     def _leave(self, call: QueuedCall, now: float, log_event: str, reason: str) -> list[Event]:
         del self.waiting[call.call_id]
+        self._unorder(call)
         events: list[Event] = []
         for agent_id in sorted(call.offered_to):
             self._release(self.agents[agent_id], now)

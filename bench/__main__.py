@@ -11,6 +11,7 @@ SCENARIOS = {
     "cps": ("bench.calls", "main_cps"),
     "concurrent": ("bench.calls", "main_concurrent"),
     "crm": ("bench.crm", "main"),
+    "acd": ("bench.acd", "main"),
 }
 
 
