@@ -13,6 +13,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from crm.service import Crm
+from webui.admin_pages import AdminPages
 from webui.pages import Pages
 from webui.sessions import SessionStore
 from webui.ticket_pages import TicketPages
@@ -57,5 +58,6 @@ def create_app(services: WebServices) -> Starlette:
     ]
     if services.crm is not None and services.sessions is not None:
         pages = Pages(services.crm, services.sessions)
-        routes += pages.routes() + TicketPages(pages).routes() + WorkOrderPages(pages).routes()
+        routes += (pages.routes() + TicketPages(pages).routes() + WorkOrderPages(pages).routes()
+                   + AdminPages(pages).routes())
     return Starlette(routes=routes)

@@ -206,3 +206,27 @@ def test_work_order_dispatch_completion_audit_and_the_duplicate_warning(server: 
     new_order()
     expect(supervisor.get_by_role("status")).to_contain_text("疑似重单")
     supervisor.screenshot(path=str(ARTIFACTS / "workorder-duplicate.png"))
+
+
+def test_admin_creates_a_user_who_can_then_sign_in(server: ServerProcess, browser: Browser) -> None:
+    admin = browser.new_page(viewport={"width": 1366, "height": 768})
+    sign_in(admin, server)
+    admin.get_by_role("link", name="系统管理").click()
+    expect(admin.get_by_role("navigation", name="部门")).to_contain_text("客服中心")
+    admin.get_by_label("用户名").fill("agent9")
+    admin.get_by_label("姓名", exact=True).fill("新坐席")
+    admin.get_by_label("密码").fill("short")
+    admin.get_by_label("座席").check()
+    admin.get_by_role("button", name="创建").click()
+    expect(admin.get_by_role("alert")).to_have_text("密码太短。")  # the service's rule, in Chinese
+    admin.get_by_label("用户名").fill("agent9")
+    admin.get_by_label("姓名", exact=True).fill("新坐席")
+    admin.get_by_label("密码").fill("long-enough-9")
+    admin.get_by_label("座席").check()
+    admin.get_by_role("button", name="创建").click()
+    expect(admin.locator("table.users")).to_contain_text("新坐席")
+    admin.screenshot(path=str(ARTIFACTS / "admin-users.png"), full_page=True)
+    newcomer = browser.new_page()
+    sign_in(newcomer, server, user="agent9", password="long-enough-9")
+    expect(newcomer.get_by_role("heading", level=1)).to_contain_text("新坐席")
+    expect(newcomer.get_by_role("link", name="系统管理")).to_have_count(0)
