@@ -2,7 +2,11 @@
 
 A call from a registered extension: authenticate the INVITE (407), negotiate the caller's
 offer, route the dialled number, ring every registered contact of the target at once, and on
-the first answer bridge the two media endpoints in the engine and answer the caller. Whatever
+the first answer bridge the two media endpoints in the engine and answer the caller. A number
+that is no extension but matches an outbound route leaves through the route's first trunk
+that is up. A call from a trunk (by source address or to its registered account) needs no
+digest: its DID leads to an internal number, and it is routed like an internal call from
+there — never to an outbound route, so a trunk cannot be used to call out. Whatever
 ends first — either side's BYE, CANCEL, a rejection, the no-answer timer, RTP silence, the
 maximum duration — ends the other leg too and writes one CDR.
 """
@@ -15,12 +19,13 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from acd.cdr import CdrRecord, CdrWriter, Disposition
 from acd.directory import ExtensionDirectory
 from acd.events import CallAnswered, CallEnded, CallStarted
+from acd.routing import OutboundRoute, select_route
 from mediacore.engine import Endpoint, MediaEngine
 from mediacore.errors import MediaError
 from mediacore.events import MediaEvent, RtpTimeout
@@ -40,6 +45,7 @@ from sipstack.session import (
     SessionLayer,
 )
 from sipstack.transaction_layer import RequestReceived
+from sipstack.trunk_manager import Trunk, TrunkManager
 from sipstack.uri import NameAddr, SipUri, parse_uri
 
 log = logging.getLogger(__name__)
@@ -63,8 +69,11 @@ class CallManager:
 
     def __init__(self, server: SipServer, sessions_factory: Callable[[Callable[[RequestReceived], None]], SessionLayer],
                  engine: MediaEngine, directory: ExtensionDirectory, cdr: CdrWriter,
-                 publish: Callable[[object], None], media_address: str, policy: CallPolicy) -> None:
+                 publish: Callable[[object], None], media_address: str, policy: CallPolicy,
+                 *, trunks: TrunkManager | None = None, routes: Sequence[OutboundRoute] = ()) -> None:
         self.server = server
+        self.trunks = trunks
+        self.routes = list(routes)
         self.sessions = sessions_factory(self.on_invite)
         self.engine = engine
         self.directory = directory
@@ -82,12 +91,25 @@ class CallManager:
         return self.server.registrar
 
     def on_invite(self, event: RequestReceived) -> None:
-        username = self.server.authenticate(event, proxy=True)
-        if username is None:
-            return  # challenged (407) or refused
-        call = Call(self, event, username)
+        trunk = self.trunks.inbound(event.request, event.source) if self.trunks is not None else None
+        if trunk is not None:
+            from_uri = event.request.from_addr.uri
+            caller = (from_uri.user if isinstance(from_uri, SipUri) else None) or "anonymous"
+            call = Call(self, event, caller, trunk=trunk)
+        else:
+            username = self.server.authenticate(event, proxy=True)
+            if username is None:
+                return  # challenged (407) or refused
+            call = Call(self, event, username)
         self.calls[call.id] = call
         call.start()
+
+    def trunks_for(self, route: OutboundRoute) -> list[Trunk]:
+        """The route's trunks that are up now, in its failover order."""
+        if self.trunks is None:
+            return []
+        found = [self.trunks.get(name) for name in route.trunks]
+        return [trunk for trunk in found if trunk is not None and trunk.up]
 
     def on_media_event(self, event: MediaEvent) -> None:
         if isinstance(event, RtpTimeout):
@@ -126,7 +148,8 @@ class CallManager:
 
 
 class Call:
-    def __init__(self, manager: CallManager, event: RequestReceived, caller: str) -> None:
+    def __init__(self, manager: CallManager, event: RequestReceived, caller: str, *,
+                 trunk: Trunk | None = None) -> None:
         self.manager = manager
         self.id = uuid.uuid4().hex
         self.inbound = InboundLeg(manager.sessions, event)
@@ -134,6 +157,19 @@ class Call:
         self.caller = caller
         request = event.request
         self.dialled = request.uri.user if isinstance(request.uri, SipUri) and request.uri.user else ""
+        #: For a call from a trunk: the trunk, the DID dialled and the display name it sent.
+        self.from_trunk = trunk
+        self.did = ""
+        self.caller_name = ""
+        if trunk is not None:
+            self.did, extension = trunk.did_of(request)
+            self.dialled = extension or ""
+            self.caller_name = request.from_addr.display_name or ""
+        #: The trunk the call left through (outbound), and those still to try if it fails.
+        self.trunk_name = trunk.name if trunk is not None else ""
+        self._trunk_queue: list[Trunk] = []
+        self._route_number = ""
+        self._route: OutboundRoute | None = None
         self.outbound: list[OutboundLeg] = []
         self.answered_leg: OutboundLeg | None = None
         self.endpoints: list[Endpoint] = []
@@ -163,14 +199,26 @@ class Call:
             # A late offer (INVITE without SDP) is legal but not supported yet: say so plainly.
             self._refuse(488, "Not Acceptable Here: an SDP offer is required")
             return
+        if self.from_trunk is not None and not self.dialled:
+            self._refuse(404, "Not Found: unknown DID")
+            return
         target = m.directory.get(self.dialled)
-        if target is None or not target.enabled:
+        bindings = []
+        if target is None and self.from_trunk is None and (choice := select_route(m.routes, self.dialled)):
+            self._route, self._route_number = choice
+            self._trunk_queue = m.trunks_for(self._route)
+            if not self._trunk_queue:
+                log.warning("call %s: no trunk of route %r is up", self.id, self._route.name)
+                self._refuse(503, "Service Unavailable: no trunk available")
+                return
+        elif target is None or not target.enabled:
             self._refuse(404, "Not Found")
             return
-        bindings = m.registrar.lookup(self.dialled)
-        if not bindings:
-            self._refuse(480, "Temporarily Unavailable")
-            return
+        else:
+            bindings = m.registrar.lookup(self.dialled)
+            if not bindings:
+                self._refuse(480, "Temporarily Unavailable")
+                return
         session_id = self._session_id
         # First learn which codec the caller's offer gives us, then open the endpoint for it.
         _, probe = negotiate_answer(offer, ENGINE_CODECS, address=m.media_address, port=9,
@@ -200,19 +248,52 @@ class Call:
         self.offer_b = build_offer(m.media_address, self.endpoint_b.local_port, [codec_b],
                                    session_id=session_b, session_version=1)
         self._origins = {self.endpoint_a.id: [session_id, 1], self.endpoint_b.id: [session_b, 1]}
-        caller_ext = m.directory.get(self.caller)
-        display = caller_ext.display_name if caller_ext else None
-        local = m.sessions.local_host
-        from_addr = NameAddr(SipUri("sip", self.caller, None, local, None), display or None, {})
-        to_addr = NameAddr(SipUri("sip", self.dialled, None, local, None), None, {})
+        if self._route is not None:
+            self._dial_trunk()
+        else:
+            caller_ext = m.directory.get(self.caller) if self.from_trunk is None else None
+            display = caller_ext.display_name if caller_ext else self.caller_name
+            local = m.sessions.local_host
+            from_addr = NameAddr(SipUri("sip", self.caller, None, local, None), display or None, {})
+            to_addr = NameAddr(SipUri("sip", self.dialled, None, local, None), None, {})
+            self._ring(bindings, from_addr, to_addr)
+        loop = asyncio.get_running_loop()
+        self._timers.append(loop.call_later(m.policy.ring_timeout, self._ring_timeout))
+
+    def _ring(self, bindings: list, from_addr: NameAddr, to_addr: NameAddr) -> None:
+        """Ring every registered contact of the extension at once."""
+        m = self.manager
         for binding in bindings:
             leg = OutboundLeg(m.sessions, target=binding.target(), request_uri=parse_uri(binding.contact_uri),
                               from_addr=from_addr, to_addr=to_addr, sdp=self.offer_b.to_bytes())
             leg.listener = self._on_outbound
             self.outbound.append(leg)
             leg.start()
-        loop = asyncio.get_running_loop()
-        self._timers.append(loop.call_later(m.policy.ring_timeout, self._ring_timeout))
+
+    def _dial_trunk(self) -> None:
+        """Send the call to the next trunk of its route: `sip:<number>@host:port`, From the
+        route's caller ID (else the trunk account, else the extension), answering the
+        provider's digest challenge with the trunk's credentials."""
+        m = self.manager
+        trunk = self._trunk_queue.pop(0)
+        assert self._route is not None and trunk.address is not None
+        self.trunk_name = trunk.name
+        settings = trunk.settings
+        caller_id = self._route.caller_id
+        if caller_id is not None:
+            user, display = caller_id.number, caller_id.name
+        else:
+            user, display = settings.username or self.caller, None
+        from_addr = NameAddr(SipUri("sip", user, None, settings.domain, None), display, {})
+        to_addr = NameAddr(SipUri("sip", self._route_number, None, settings.domain, None), None, {})
+        log.info("call %s: %s dials %s via trunk %s as %s", self.id, self.caller, self.dialled, trunk.name,
+                 self._route_number)
+        leg = OutboundLeg(m.sessions, target=trunk.address, request_uri=trunk.request_uri(self._route_number),
+                          from_addr=from_addr, to_addr=to_addr, sdp=self.offer_b.to_bytes(),  # type: ignore[union-attr]
+                          auth=trunk.digest())
+        leg.listener = self._on_outbound
+        self.outbound.append(leg)
+        leg.start()
 
     def _endpoint(self, negotiated: NegotiatedMedia) -> Endpoint:
         m = self.manager
@@ -249,8 +330,19 @@ class Call:
             if leg in self.outbound:
                 self.outbound.remove(leg)
             self.status = max(self.status, event.status)
+            if (not self.outbound and self.answered_leg is None and not self._ended and self._trunk_queue
+                    and _provider_failed(event)):
+                # The trunk could not take the call: the next trunk of the route may.
+                log.info("call %s: trunk %s failed (%s %s); trying the next", self.id, self.trunk_name,
+                         event.status, event.reason)
+                self._trunk_queue = [t for t in self._trunk_queue if t.up]
+                if self._trunk_queue:
+                    self._dial_trunk()
+                    return
             if not self.outbound and self.answered_leg is None and not self._ended:
                 status = 486 if event.cause is EndCause.BUSY else (event.status if event.status >= 400 else 480)
+                if status in (401, 407):
+                    status = 503  # a provider refusing our trunk credentials: not the caller's to answer
                 self._refuse(status, None, cause=event.cause)
         elif isinstance(event, Offer):
             self._renegotiate(leg, event.sdp, getattr(self, "endpoint_b", None))
@@ -358,13 +450,21 @@ class Call:
             call_id=self.id, caller=self.caller, callee=self.dialled, started_at=self.started_at,
             ended_at=ended, disposition=disposition, hangup_side=side,
             hangup_cause=cause_text or cause.value, answered_by=self.dialled if self.answered_at else "",
-            answered_at=self.answered_at, sip_status=status or self.status,
-            caller_name=(m.directory.get(self.caller).display_name if m.directory.get(self.caller) else ""),
+            answered_at=self.answered_at, sip_status=status or self.status, did=self.did, trunk=self.trunk_name,
+            caller_name=self.caller_name if self.from_trunk is not None else (
+                m.directory.get(self.caller).display_name if m.directory.get(self.caller) else ""),
             codec=self.codec_a.codec.name if self.codec_a else "", rtp_loss_pct=loss,
         )
         m.write_cdr(record)
         m.publish(CallEnded(self.id, str(disposition), side, record.hangup_cause, record.duration,
                             record.billsec, ended))
+
+
+def _provider_failed(event: Ended) -> bool:
+    """A trunk's refusal that says nothing about the callee — no answer to the INVITE at all,
+    408, or a 5xx server failure — so another trunk is worth trying (RFC 3261 §21.5: 5xx are
+    the server's failures; 486 busy or 404 would be the same on any trunk)."""
+    return (event.cause is EndCause.FAILED and event.status in (0, 408)) or 500 <= event.status < 600
 
 
 def _disposition(cause: EndCause, answered: bool) -> Disposition:

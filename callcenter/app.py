@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import os
 import secrets
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiosqlite
@@ -39,6 +41,8 @@ from sipstack.security import SecurityPolicy
 from sipstack.server import ServerSettings, SipServer
 from sipstack.session import SessionLayer
 from sipstack.transport.manager import TransportManager
+from sipstack.trunk import RegistrationState
+from sipstack.trunk_manager import TrunkManager
 from webui.app import WebServices, create_app
 from webui.sessions import MIGRATIONS as WEBUI_MIGRATIONS
 from webui.sessions import SessionStore
@@ -68,6 +72,7 @@ class Application:
         self.crm: Crm | None = None
         self.engine: MediaEngine | None = None
         self.calls: CallManager | None = None
+        self.trunks: TrunkManager | None = None
         self.directory: ExtensionDirectory | None = None
         self.sip: SipServer | None = None
         self.transports: TransportManager | None = None
@@ -127,8 +132,21 @@ class Application:
         log.info("callcenter ready: %s", json.dumps(self.ports))
 
     async def stop(self) -> None:
+        """Stop in reverse order. Every step runs even if one before it failed: a connection
+        left open keeps its (non-daemon) thread and the process alive."""
+
+        async def step(name: str, action: Callable[[], Awaitable[object] | object]) -> None:
+            try:
+                result = action()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("shutdown: %s failed", name)
+
         if self.calls is not None:
-            await self.calls.drain()
+            await step("calls", self.calls.drain)
+        if self.trunks is not None:
+            await step("trunks", self.trunks.stop)  # Expires: 0 to the providers while the transports still run
         if self._http is not None:
             self._http.should_exit = True
         for task in self._tasks:
@@ -137,14 +155,18 @@ class Application:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         if self.transports is not None:
-            await self.transports.close()
+            await step("transports", self.transports.close)
+        # The CRM's connection goes first: closing it drops any transaction a cancelled task
+        # (the demo seeding) left open, so the registrar's last flush is not locked out.
+        if self._crm_db is not None:
+            await step("crm database", self._crm_db.close)
         if self.store is not None:
-            await self.store.close()
+            await step("registrations", self.store.close)
         if self.engine is not None:
-            self.engine.close()
-        for conn in (self._crm_db, self._sip_db, self.db):
+            await step("media engine", self.engine.close)
+        for conn in (self._sip_db, self.db):
             if conn is not None:
-                await conn.close()
+                await step("database", conn.close)
 
     # ------------------------------------------------------------- parts
 
@@ -176,10 +198,16 @@ class Application:
         await self.engine.start(asyncio.get_running_loop())
         local = cfg.advertised_address
         sip = self.sip
+        try:
+            self.trunks = TrunkManager(sip, cfg.trunks, local, self.ports, user_agent=cfg.sip.user_agent)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         self.calls = CallManager(
             sip, lambda on_invite: SessionLayer(sip, local, self.ports, on_invite), self.engine,
-            self.directory, CdrWriter(self.db), self.bus.publish, local, CallPolicy())
+            self.directory, CdrWriter(self.db), self.bus.publish, local, CallPolicy(),
+            trunks=self.trunks, routes=cfg.outbound_routes)
         self.engine.set_event_handler(self.calls.on_media_event)
+        await self.trunks.start()
 
     async def _start_http(self) -> None:
         net = self.config.network
@@ -279,6 +307,16 @@ class Application:
                    [("", len(self.sip.transactions))])
             metric("callcenter_sip_banned_sources", "gauge", "Source addresses banned now",
                    [("", len(self.sip.guard.banned(self.sip.now())))])
+        if self.trunks is not None and self.trunks.trunks:
+            statuses = self.trunks.statuses()
+            metric("callcenter_trunk_registered", "gauge", "1 while the trunk's registration with its provider stands",
+                   [(f'{{trunk="{t.name}"}}', int(t.registration is RegistrationState.REGISTERED))
+                    for t in statuses if t.registers])
+            metric("callcenter_trunk_registration_state", "gauge", "The trunk's registration state (1 on the current one)",
+                   [(f'{{trunk="{t.name}",state="{state.value}"}}', int(t.registration is state))
+                    for t in statuses if t.registers for state in RegistrationState])
+            metric("callcenter_trunk_up", "gauge", "1 while the trunk answers OPTIONS (qualify)",
+                   [(f'{{trunk="{t.name}"}}', int(t.up)) for t in statuses])
         if self.transports is not None:
             metric("callcenter_sip_connections", "gauge", "Open TCP/TLS/WebSocket SIP connections",
                    [("", len(self.transports.flows))])

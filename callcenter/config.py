@@ -1,4 +1,4 @@
-"""Configuration: one dataclass tree, read from a TOML file, overridden by the command line.
+r"""Configuration: one dataclass tree, read from a TOML file, overridden by the command line.
 
 Section and key names in the TOML file are the field names below, e.g.
 
@@ -8,6 +8,14 @@ Section and key names in the TOML file are the field names below, e.g.
 
     [security]
     allow = ["192.0.2.0/24"]     # trunks and the office: never rate-limited or banned
+
+    [[trunks]]                   # SIP trunks (sipstack.trunk.TrunkSettings), any number
+    name = "telecom"
+    host = "sip.example.cn"
+
+    [[outbound_routes]]          # tried in order (acd.routing.OutboundRoute)
+    pattern = '^0\d{10,11}$'
+    trunks = ["telecom"]
 """
 
 from __future__ import annotations
@@ -17,6 +25,9 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from acd.routing import OutboundRoute, RouteConfigError
+from sipstack.trunk import TrunkConfigError, TrunkSettings
 
 
 class ConfigError(ValueError):
@@ -81,6 +92,9 @@ class Config:
     demo: bool = False
     #: With `demo`, also seed the CRM's demo business data (benches turn this off).
     demo_crm: bool = True
+    #: SIP trunks to providers (`[[trunks]]`) and the routes extensions call out by.
+    trunks: list[TrunkSettings] = field(default_factory=list)
+    outbound_routes: list[OutboundRoute] = field(default_factory=list)
 
     @property
     def advertised_address(self) -> str:
@@ -99,8 +113,36 @@ def load_config(path: Path | None) -> Config:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read configuration {path}: {exc}") from exc
+    trunks, routes = raw.pop("trunks", []), raw.pop("outbound_routes", [])
     _merge(config, raw, where=str(path))
+    config.trunks, config.outbound_routes = parse_trunks(trunks, routes, where=str(path))
     return config
+
+
+def parse_trunks(trunks: Any, routes: Any, where: str = "configuration") -> tuple[list[TrunkSettings],
+                                                                                   list[OutboundRoute]]:
+    """Validate `[[trunks]]` and `[[outbound_routes]]`: each on its own, then together (names
+    unique, every route's trunks defined)."""
+    if not isinstance(trunks, list) or not isinstance(routes, list):
+        raise ConfigError(f"{where}: trunks and outbound_routes must be arrays of tables ([[trunks]])")
+    try:
+        parsed = [TrunkSettings.from_table(t) for t in trunks]
+        parsed_routes = [OutboundRoute.from_table(r, i) for i, r in enumerate(routes)]
+    except (TrunkConfigError, RouteConfigError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    names = [t.name for t in parsed]
+    for name in names:
+        if names.count(name) > 1:
+            raise ConfigError(f"{where}: two trunks are named {name!r}")
+    dids = [did for t in parsed for did in t.dids]
+    for did in dids:
+        if dids.count(did) > 1:
+            raise ConfigError(f"{where}: DID {did} is mapped by more than one trunk")
+    for route in parsed_routes:
+        for name in route.trunks:
+            if name not in names:
+                raise ConfigError(f"{where}: outbound route {route.name!r} uses trunk {name!r}, which is not defined")
+    return parsed, parsed_routes
 
 
 def _merge(target: Any, raw: dict[str, Any], where: str) -> None:

@@ -24,7 +24,7 @@ from sipstack.message import Request, Response, generate_tag, make_response, par
 from sipstack.registrar import Registrar, RegistrarPolicy
 from sipstack.registrar_store import BindingStore
 from sipstack.security import FloodGuard, SecurityEvent, SecurityPolicy
-from sipstack.transaction import Send
+from sipstack.transaction import ClientTransaction, Send
 from sipstack.transaction_layer import (
     AckReceived,
     Output,
@@ -63,6 +63,9 @@ class ServerSettings:
 SecretLookup = Callable[[str], "str | None"]
 #: Handles a request that is not REGISTER/OPTIONS (calls); installed by the layer above.
 RequestHandler = Callable[["SipServer", RequestReceived], None]
+#: What a client transaction reports to whoever sent its request.
+ClientEvent = ResponseReceived | TransactionTimeout
+ResponseCallback = Callable[[ClientEvent], None]
 
 
 class SipServer:
@@ -79,6 +82,8 @@ class SipServer:
         self.request_handler: RequestHandler | None = None
         self.response_handler: Callable[[ResponseReceived | StrayResponse | TransactionTimeout], None] | None = None
         self.ack_handler: Callable[[AckReceived], None] | None = None
+        #: Per client transaction (by key), who gets its responses until the final one.
+        self._callbacks: dict[str, ResponseCallback] = {}
         self.counters: Counter[str] = Counter()
         self._senders: dict[str, Callable[[bytes, Address], None]] = {}
         self._timer: asyncio.TimerHandle | None = None
@@ -139,8 +144,15 @@ class SipServer:
             response.headers.add("Server", self.settings.user_agent)
         self._process(self.transactions.respond(event.transaction, response, self.now()))
 
-    def send_request(self, request: Request, destination: Address):  # -> ClientTransaction
+    def send_request(self, request: Request, destination: Address,
+                     on_response: ResponseCallback | None = None) -> ClientTransaction:
+        """Send `request` in a new client transaction. With `on_response`, that transaction's
+        responses and its timeout go there instead of to `response_handler`: every provisional
+        and the first final response (or the timeout). Later retransmitted 2xx of an INVITE
+        (RFC 6026 §8.4) go to `response_handler`, which finds the dialog."""
         tx, out = self.transactions.send_request(request, destination, self.now())
+        if on_response is not None:
+            self._callbacks[tx.key] = on_response
         self._process(out)
         return tx
 
@@ -187,6 +199,13 @@ class SipServer:
         elif isinstance(event, AckReceived):
             if self.ack_handler is not None:
                 self.ack_handler(event)
+        elif isinstance(event, (ResponseReceived, TransactionTimeout)) and isinstance(
+                event.transaction, ClientTransaction) and event.transaction.key in self._callbacks:
+            key = event.transaction.key
+            callback = self._callbacks[key]
+            if isinstance(event, TransactionTimeout) or event.response.status >= 200:
+                del self._callbacks[key]
+            callback(event)
         elif isinstance(event, (ResponseReceived, StrayResponse, TransactionTimeout)):
             if self.response_handler is not None:
                 self.response_handler(event)

@@ -29,6 +29,7 @@ from sipstack.transaction_layer import (
     StrayResponse,
     TransactionTimeout,
 )
+from sipstack.trunk_auth import DigestClient
 from sipstack.uri import NameAddr, SipUri, Uri
 
 if TYPE_CHECKING:
@@ -313,9 +314,12 @@ class OutboundLeg(Leg):
     """The UAC side of an INVITE we send (towards the callee)."""
 
     def __init__(self, layer: SessionLayer, *, target: Address, request_uri: Uri, from_addr: NameAddr,
-                 to_addr: NameAddr, sdp: bytes, extra_headers: list[tuple[str, str]] | None = None) -> None:
+                 to_addr: NameAddr, sdp: bytes, extra_headers: list[tuple[str, str]] | None = None,
+                 auth: DigestClient | None = None) -> None:
         super().__init__(layer)
         self.remote = target
+        #: Answers the far end's 401/407 (a provider authenticating our calls on its trunk).
+        self.auth = auth
         self.local_sdp = sdp
         self.local_tag = generate_tag()
         headers = Headers()
@@ -337,8 +341,26 @@ class OutboundLeg(Leg):
         self._cancelled = False
 
     def start(self) -> None:
-        self.transaction = self.server.send_request(self.request, self.remote)  # type: ignore[arg-type]
-        self.layer.track_transaction(self.transaction, self)
+        self.transaction = self.server.send_request(self.request, self.remote,  # type: ignore[arg-type]
+                                                    on_response=self.on_response)
+
+    def _resend_with_credentials(self, credentials: list[tuple[str, str]]) -> None:
+        """RFC 3261 §22.2: the INVITE again with credentials — same Call-ID, From tag and To,
+        CSeq one higher (§8.1.3.5), a new branch since it is a new transaction."""
+        old = self.request
+        headers = Headers()
+        for name, value in old.headers:
+            if name == "Via":
+                value = self.layer.via(self.remote)  # type: ignore[arg-type]
+            elif name == "CSeq":
+                value = f"{old.cseq.number + 1} INVITE"
+            elif name in ("Authorization", "Proxy-Authorization"):
+                continue
+            headers.add(name, value)
+        for name, value in credentials:
+            headers.add(name, value)
+        self.request = Request("INVITE", old.uri, headers, old.body)
+        self.start()
 
     def cancel(self) -> None:
         """RFC 3261 §9.1: CANCEL an unanswered INVITE (only after a provisional response is
@@ -357,8 +379,7 @@ class OutboundLeg(Leg):
         headers.add("Call-ID", self.request.call_id)
         headers.add("CSeq", f"{self.request.cseq.number} CANCEL")
         cancel = Request("CANCEL", self.request.uri, headers)
-        tx = self.server.send_request(cancel, self.remote)  # type: ignore[arg-type]
-        self.layer.track_transaction(tx, self)
+        self.server.send_request(cancel, self.remote, on_response=self.on_response)  # type: ignore[arg-type]
 
     def hangup(self) -> None:
         if self.state in (LegState.CALLING, LegState.EARLY):
@@ -394,6 +415,13 @@ class OutboundLeg(Leg):
             return
         if self.state is LegState.ENDED:
             return
+        if status in (401, 407) and self.auth is not None and not self._cancelled and self.dialog is None:
+            # The INVITE transaction ACKed the challenge itself (§17.1.1.3). Answered once per
+            # challenge: a second one to our credentials (not stale) means they are wrong.
+            credentials = self.auth.answer(response, "INVITE", str(self.request.uri))
+            if credentials is not None:
+                self._resend_with_credentials(credentials)
+                return
         if status in (486, 600):
             cause = EndCause.BUSY
         elif status in (408, 480, 487):
@@ -441,7 +469,6 @@ class SessionLayer:
         self.ports = ports
         self.on_invite = on_invite
         self._dialogs: dict[tuple[str, str, str], Leg] = {}
-        self._transactions: dict[int, Leg] = {}
         self._invites: dict[int, InboundLeg] = {}
         server.request_handler = self._on_request
         server.response_handler = self._on_response
@@ -467,9 +494,6 @@ class SessionLayer:
         assert leg.dialog is not None
         d = leg.dialog.id
         self._dialogs[(d.call_id, d.local_tag, d.remote_tag)] = leg
-
-    def track_transaction(self, tx: ClientTransaction, leg: Leg) -> None:
-        self._transactions[id(tx)] = leg
 
     def adopt_invite(self, leg: InboundLeg) -> None:
         self._invites[id(leg.invite.transaction)] = leg
@@ -523,18 +547,11 @@ class SessionLayer:
             leg.on_ack(event)
 
     def _on_response(self, event: ResponseReceived | StrayResponse | TransactionTimeout) -> None:
+        """Responses no sender asked for by callback: to in-dialog requests (BYE), and 2xx
+        retransmitted after the INVITE's first final response. Found by dialog."""
         if isinstance(event, TransactionTimeout):
-            leg = self._transactions.pop(id(event.transaction), None)
-            if leg is not None:
-                leg.on_response(event)
             return
-        leg = None
-        if isinstance(event, ResponseReceived):
-            leg = self._transactions.get(id(event.transaction))
-            if event.response.status >= 200:
-                self._transactions.pop(id(event.transaction), None)
-        if leg is None:
-            leg = self._find(event.response, inbound=False)
+        leg = self._find(event.response, inbound=False)
         if leg is not None:
             leg.on_response(event)
 
