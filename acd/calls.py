@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from acd.cdr import CdrRecord, CdrWriter, Disposition
 from acd.directory import ExtensionDirectory
 from acd.events import CallAnswered, CallEnded, CallStarted
+from acd.queue_calls import QueueRouter
 from acd.routing import OutboundRoute, select_route
 from mediacore.engine import Endpoint, MediaEngine
 from mediacore.errors import MediaError
@@ -34,6 +35,7 @@ from sipstack.sdp import Codec, NegotiatedMedia, SdpError, build_offer, negotiat
 from sipstack.server import SipServer
 from sipstack.session import (
     Answered,
+    Confirmed,
     EndCause,
     Ended,
     InboundLeg,
@@ -70,8 +72,10 @@ class CallManager:
     def __init__(self, server: SipServer, sessions_factory: Callable[[Callable[[RequestReceived], None]], SessionLayer],
                  engine: MediaEngine, directory: ExtensionDirectory, cdr: CdrWriter,
                  publish: Callable[[object], None], media_address: str, policy: CallPolicy,
-                 *, trunks: TrunkManager | None = None, routes: Sequence[OutboundRoute] = ()) -> None:
+                 *, trunks: TrunkManager | None = None, routes: Sequence[OutboundRoute] = (),
+                 queues: QueueRouter | None = None) -> None:
         self.server = server
+        self.queues = queues
         self.trunks = trunks
         self.routes = list(routes)
         self.sessions = sessions_factory(self.on_invite)
@@ -184,6 +188,12 @@ class Call:
         #: §5.2: the id stays, the version goes up with every new offer or answer).
         self._session_id = manager.next_session_id()
         self._origins: dict[int, list[int]] = {}
+        #: A queue call waits in the ACD; its agent legs ring the agents it offers the call to.
+        self.queue_id: str | None = None
+        self.agent_legs: dict[OutboundLeg, str] = {}
+        self.answered_agent: str | None = None
+        #: A feature code (agent log-in and the like): answered, applied, hung up.
+        self._feature: str | None = None
 
     # ------------------------------------------------------------- set-up
 
@@ -202,9 +212,15 @@ class Call:
         if self.from_trunk is not None and not self.dialled:
             self._refuse(404, "Not Found: unknown DID")
             return
+        queues = m.queues
+        if queues is not None and self.from_trunk is None and queues.is_feature(self.dialled):
+            self._feature = self.dialled
+        self.queue_id = queues.queue_for(self.dialled) if queues is not None else None
         target = m.directory.get(self.dialled)
         bindings = []
-        if target is None and self.from_trunk is None and (choice := select_route(m.routes, self.dialled)):
+        if self._feature is not None or self.queue_id is not None:
+            pass  # answered here (feature code), or waiting in the ACD (queue)
+        elif target is None and self.from_trunk is None and (choice := select_route(m.routes, self.dialled)):
             self._route, self._route_number = choice
             self._trunk_queue = m.trunks_for(self._route)
             if not self._trunk_queue:
@@ -248,6 +264,13 @@ class Call:
         self.offer_b = build_offer(m.media_address, self.endpoint_b.local_port, [codec_b],
                                    session_id=session_b, session_version=1)
         self._origins = {self.endpoint_a.id: [session_id, 1], self.endpoint_b.id: [session_b, 1]}
+        if self._feature is not None:
+            self._run_feature()
+            return
+        if self.queue_id is not None and m.queues is not None:
+            self.inbound.ring()  # the caller hears ringback while waiting (prompts and MOH come later)
+            m.queues.enqueue(self, self.queue_id, time.time())
+            return
         if self._route is not None:
             self._dial_trunk()
         else:
@@ -269,6 +292,58 @@ class Call:
             leg.listener = self._on_outbound
             self.outbound.append(leg)
             leg.start()
+
+    # ------------------------------------------------------------- queue calls
+
+    def _run_feature(self) -> None:
+        m = self.manager
+        assert m.queues is not None and self._feature is not None
+        if not m.queues.feature(self.caller, self._feature, time.time()):
+            self._refuse(403, "Forbidden: this extension is no agent of any queue")
+            return
+        # Answer and hang up once the ACK is in: the phone shows a short answered call.
+        self.answered_at = time.time()
+        self.inbound.answer(self.answer_a.to_bytes())
+
+    def ring_agent(self, agent: str) -> bool:
+        """Ring every registered phone of an agent the ACD offers the call to."""
+        m = self.manager
+        bindings = m.registrar.lookup(agent)
+        if not bindings or self._ended:
+            return False
+        local = m.sessions.local_host
+        caller_ext = m.directory.get(self.caller) if self.from_trunk is None else None
+        display = caller_ext.display_name if caller_ext else self.caller_name
+        from_addr = NameAddr(SipUri("sip", self.caller, None, local, None), display or None, {})
+        to_addr = NameAddr(SipUri("sip", agent, None, local, None), None, {})
+        before = set(self.outbound)
+        self._ring(bindings, from_addr, to_addr)
+        for leg in self.outbound:
+            if leg not in before:
+                self.agent_legs[leg] = agent
+        return True
+
+    def stop_ringing(self, agent: str) -> None:
+        for leg, who in list(self.agent_legs.items()):
+            if who == agent and leg is not self.answered_leg:
+                del self.agent_legs[leg]
+                if leg in self.outbound:
+                    self.outbound.remove(leg)
+                leg.listener = None
+                leg.hangup()
+
+    def overflow(self, destination: str, reason: str) -> None:
+        """The ACD let the call go (max wait, queue full, no agents): to another queue, or
+        refused so the caller's phone says so."""
+        m = self.manager
+        next_queue = m.queues.queue_for(destination) if m.queues is not None and destination else None
+        log.info("call %s leaves queue %s (%s) for %r", self.id, self.queue_id, reason, destination)
+        if next_queue is not None and m.queues is not None:
+            self.queue_id = next_queue
+            m.queues.enqueue(self, next_queue, time.time())
+            return
+        self.queue_id = None
+        self._refuse(480, "Temporarily Unavailable: no agent free", cause=EndCause.NO_ANSWER)
 
     def _dial_trunk(self) -> None:
         """Send the call to the next trunk of its route: `sip:<number>@host:port`, From the
@@ -307,7 +382,9 @@ class Call:
     # ------------------------------------------------------------- leg events
 
     def _on_inbound(self, leg: Leg, event: LegEvent) -> None:
-        if isinstance(event, Ended):
+        if isinstance(event, Confirmed) and self._feature is not None:
+            self.hangup(f"feature {self._feature}", side="system")
+        elif isinstance(event, Ended):
             side = "caller" if event.by_remote else "system"
             self._finish(event.cause, side, event.status)
         elif isinstance(event, Offer):
@@ -319,9 +396,13 @@ class Call:
             if self.answered_leg is None:
                 self.inbound.ring()
         elif isinstance(event, Answered):
-            if self.answered_leg is not None:
+            agent = self.agent_legs.get(leg)
+            if self.answered_leg is not None or (
+                    agent is not None and self.manager.queues is not None
+                    and not self.manager.queues.answered(self, agent, time.time())):
                 leg.hangup()
                 return
+            self.answered_agent = agent
             self._connect(leg, event.sdp)
         elif isinstance(event, Ended):
             if leg is self.answered_leg:
@@ -329,6 +410,13 @@ class Call:
                 return
             if leg in self.outbound:
                 self.outbound.remove(leg)
+            agent = self.agent_legs.pop(leg, None)
+            if agent is not None:
+                # A queue call keeps waiting: the ACD offers it to someone else.
+                if agent not in self.agent_legs.values() and self.answered_leg is None and not self._ended:
+                    assert self.manager.queues is not None
+                    self.manager.queues.ring_failed(self, agent, time.time())
+                return
             self.status = max(self.status, event.status)
             if (not self.outbound and self.answered_leg is None and not self._ended and self._trunk_queue
                     and _provider_failed(event)):
@@ -424,6 +512,8 @@ class Call:
         for timer in self._timers:
             timer.cancel()
         m = self.manager
+        if self.queue_id is not None and m.queues is not None:
+            m.queues.ended(self, side, time.time())
         # The other leg(s) end with this one.
         if side != "caller":
             self.inbound.listener = None
@@ -449,7 +539,8 @@ class Call:
         record = CdrRecord(
             call_id=self.id, caller=self.caller, callee=self.dialled, started_at=self.started_at,
             ended_at=ended, disposition=disposition, hangup_side=side,
-            hangup_cause=cause_text or cause.value, answered_by=self.dialled if self.answered_at else "",
+            hangup_cause=cause_text or cause.value,
+            answered_by=(self.answered_agent or self.dialled) if self.answered_at else "",
             answered_at=self.answered_at, sip_status=status or self.status, did=self.did, trunk=self.trunk_name,
             caller_name=self.caller_name if self.from_trunk is not None else (
                 m.directory.get(self.caller).display_name if m.directory.get(self.caller) else ""),

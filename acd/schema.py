@@ -2,8 +2,10 @@
 
 from acd.cdr import MIGRATIONS_CDR
 from acd.directory import MIGRATIONS_EXTENSIONS
+from acd.queue_log import MIGRATIONS_QUEUE_LOG
 
 MIGRATIONS: list[str] = [
     MIGRATIONS_EXTENSIONS,  # 1
     MIGRATIONS_CDR,         # 2
+    MIGRATIONS_QUEUE_LOG,   # 3
 ]

@@ -21,6 +21,8 @@ import uvicorn
 from acd.calls import CallManager, CallPolicy
 from acd.cdr import CdrWriter
 from acd.directory import Extension, ExtensionDirectory
+from acd.queue_calls import QueueDefinition, QueueRouter
+from acd.queue_log import QueueLogWriter
 from acd.schema import MIGRATIONS as ACD_MIGRATIONS
 from callcenter.bus import EventBus
 from callcenter.config import Config, ConfigError
@@ -57,6 +59,16 @@ DEMO_MEMBERS = 200
 DEMO_USER_PASSWORD = "demo1234"
 
 
+def demo_queues() -> list[QueueDefinition]:
+    """The demo's queues: 8001 sales rings all its agents, 8002 service the longest idle."""
+    return [
+        QueueDefinition.from_table({"number": "8001", "name": "销售", "strategy": "ringall",
+                                    "members": ["1001", "1002", "1003"], "wrapuptime": 5, "max_wait": 120}),
+        QueueDefinition.from_table({"number": "8002", "name": "客服", "strategy": "leastrecent",
+                                    "members": ["1003", "1004", "1005"], "wrapuptime": 5, "max_wait": 120}),
+    ]
+
+
 def schemas() -> dict[str, list[str]]:
     """Every component's migrations, in the order they may depend on each other."""
     return {"sip": SIP_MIGRATIONS, "acd": ACD_MIGRATIONS, "crm": CRM_MIGRATIONS, "webui": WEBUI_MIGRATIONS}
@@ -72,6 +84,7 @@ class Application:
         self.crm: Crm | None = None
         self.engine: MediaEngine | None = None
         self.calls: CallManager | None = None
+        self.queue_log: QueueLogWriter | None = None
         self.trunks: TrunkManager | None = None
         self.directory: ExtensionDirectory | None = None
         self.sip: SipServer | None = None
@@ -162,6 +175,8 @@ class Application:
             await step("crm database", self._crm_db.close)
         if self.store is not None:
             await step("registrations", self.store.close)
+        if self.queue_log is not None:
+            await step("queue log", self.queue_log.close)
         if self.engine is not None:
             await step("media engine", self.engine.close)
         for conn in (self._sip_db, self.db):
@@ -202,10 +217,15 @@ class Application:
             self.trunks = TrunkManager(sip, cfg.trunks, local, self.ports, user_agent=cfg.sip.user_agent)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+        queues = cfg.queues or (demo_queues() if cfg.demo else [])
+        directory = self.directory
+        self.queue_log = QueueLogWriter(self.db)
+        router = QueueRouter(queues, lambda ext: (e.display_name if (e := directory.get(ext)) else ext),
+                             on_log=self.queue_log.append) if queues else None
         self.calls = CallManager(
             sip, lambda on_invite: SessionLayer(sip, local, self.ports, on_invite), self.engine,
             self.directory, CdrWriter(self.db), self.bus.publish, local, CallPolicy(),
-            trunks=self.trunks, routes=cfg.outbound_routes)
+            trunks=self.trunks, routes=cfg.outbound_routes, queues=router)
         self.engine.set_event_handler(self.calls.on_media_event)
         await self.trunks.start()
 

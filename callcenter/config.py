@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from acd.queue_calls import QueueConfigError, QueueDefinition
 from acd.routing import OutboundRoute, RouteConfigError
 from sipstack.trunk import TrunkConfigError, TrunkSettings
 
@@ -95,6 +96,8 @@ class Config:
     #: SIP trunks to providers (`[[trunks]]`) and the routes extensions call out by.
     trunks: list[TrunkSettings] = field(default_factory=list)
     outbound_routes: list[OutboundRoute] = field(default_factory=list)
+    #: ACD queues (`[[queues]]`): number, name, strategy, members, wrapuptime, ...
+    queues: list[QueueDefinition] = field(default_factory=list)
 
     @property
     def advertised_address(self) -> str:
@@ -114,9 +117,24 @@ def load_config(path: Path | None) -> Config:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read configuration {path}: {exc}") from exc
     trunks, routes = raw.pop("trunks", []), raw.pop("outbound_routes", [])
+    queues = raw.pop("queues", [])
     _merge(config, raw, where=str(path))
     config.trunks, config.outbound_routes = parse_trunks(trunks, routes, where=str(path))
+    config.queues = parse_queues(queues, where=str(path))
     return config
+
+
+def parse_queues(queues: Any, where: str = "configuration") -> list[QueueDefinition]:
+    if not isinstance(queues, list):
+        raise ConfigError(f"{where}: queues must be an array of tables ([[queues]])")
+    try:
+        parsed = [QueueDefinition.from_table(q) for q in queues]
+    except (QueueConfigError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    numbers = [q.number for q in parsed]
+    if len(set(numbers)) != len(numbers):
+        raise ConfigError(f"{where}: two queues share a number")
+    return parsed
 
 
 def parse_trunks(trunks: Any, routes: Any, where: str = "configuration") -> tuple[list[TrunkSettings],
