@@ -224,7 +224,8 @@ class Application:
                              on_log=self.queue_log.append) if queues else None
         self.calls = CallManager(
             sip, lambda on_invite: SessionLayer(sip, local, self.ports, on_invite), self.engine,
-            self.directory, CdrWriter(self.db), self.bus.publish, local, CallPolicy(),
+            self.directory, CdrWriter(self.db), self.bus.publish, local,
+            CallPolicy(cfg.calls.ring_timeout, cfg.calls.rtp_timeout, cfg.calls.max_duration),
             trunks=self.trunks, routes=cfg.outbound_routes, queues=router)
         self.engine.set_event_handler(self.calls.on_media_event)
         await self.trunks.start()

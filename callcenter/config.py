@@ -84,11 +84,22 @@ class SecurityConfig:
 
 
 @dataclass
+class CallsConfig:
+    #: Seconds the callee may ring before the caller gets 480 (Asterisk's Dial timeout).
+    ring_timeout: float = 60.0
+    #: Seconds without RTP from either side after which a call is torn down (dead far end).
+    rtp_timeout: float = 30.0
+    #: Longest call in seconds (0: no limit).
+    max_duration: float = 4 * 3600.0
+
+
+@dataclass
 class Config:
     data_dir: Path = Path("data")
     network: NetworkConfig = field(default_factory=NetworkConfig)
     sip: SipConfig = field(default_factory=SipConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    calls: CallsConfig = field(default_factory=CallsConfig)
     #: Seed demo data (extensions 1001-1020, queues, IVR, agents) into an empty database.
     demo: bool = False
     #: With `demo`, also seed the CRM's demo business data (benches turn this off).

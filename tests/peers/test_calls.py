@@ -103,9 +103,13 @@ async def cdr_rows(db: Path) -> list[dict]:
 class Callee:
     """A server with extension 1002 registered for a SIPp uas that plays `scenario`."""
 
-    def __init__(self, tmp_path: Path, scenario: str, rtp_port: int) -> None:
+    def __init__(self, tmp_path: Path, scenario: str, rtp_port: int, config: str = "") -> None:
         self.tmp = tmp_path
-        self.server = ServerProcess(tmp_path / "data", extra_args=["--sip-trace"])
+        extra = ["--sip-trace"]
+        if config:
+            (tmp_path / "callcenter.toml").write_text(config)
+            extra += ["--config", str(tmp_path / "callcenter.toml")]
+        self.server = ServerProcess(tmp_path / "data", extra_args=extra)
         self.server.start()
         self.target = f"127.0.0.1:{self.server.sip_port}"
         port = free_port("127.0.0.1")
@@ -260,3 +264,39 @@ def test_extension_calls_extension_with_audio_both_ways_and_a_cdr(tmp_path: Path
     assert (cdr["caller"], cdr["callee"], cdr["disposition"], cdr["hangup_side"]) == ("1001", "1002", "ANSWERED", "caller")
     assert cdr["answered_at"] is not None and 2.5 <= cdr["billsec"] <= cdr["duration"]
     assert cdr["codec"] == "PCMU"
+
+
+def test_a_far_end_that_goes_silent_is_torn_down_by_rtp_timeout(tmp_path: Path) -> None:
+    caller_rtp, callee_rtp = RtpPeer(), RtpPeer()
+    callee = Callee(tmp_path, "uas_answer.xml", callee_rtp.port, config="[calls]\nrtp_timeout = 2\n")
+    stop = threading.Event()
+    try:
+        results: dict[str, SippResult] = {}
+        # The caller would talk for 8 s, but the media dies after one second.
+        uac = threading.Thread(target=lambda: results.setdefault("uac", callee.call("uac_call.xml", caller_rtp.port,
+                                                                                    talk_ms=8000)))
+        uac.start()
+        deadline = time.monotonic() + 15
+        port_a = port_b = None
+        while time.monotonic() < deadline and not (port_a and port_b):
+            log = callee.server.log()
+            port_b = sdp_port_sent(log, "INVITE sip:1002@")
+            port_a = sdp_port_sent(log, "SIP/2.0 200 OK")
+            time.sleep(0.05)
+        assert port_a and port_b
+        talkers = [threading.Thread(target=caller_rtp.talk, args=(("127.0.0.1", port_a), tone(1000, 50), stop)),
+                   threading.Thread(target=callee_rtp.talk, args=(("127.0.0.1", port_b), tone(440, 50), stop))]
+        for t in talkers:
+            t.start()
+        for t in talkers:
+            t.join(timeout=10)
+        started_silence = time.monotonic()
+        # The callee (SIPp) gets the server's BYE and answers it: its scenario completes.
+        assert callee.callee_result().successful == 1
+        assert time.monotonic() - started_silence < 6  # well before the caller would have hung up
+        uac.join(timeout=40)
+    finally:
+        stop.set()
+        rows = callee.close()
+    [cdr] = rows
+    assert (cdr["disposition"], cdr["hangup_side"], cdr["hangup_cause"]) == ("ANSWERED", "system", "rtp_timeout")
