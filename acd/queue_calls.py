@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from acd.agents import Agent, Membership, NotReadyReason
 from acd.distributor import Acd, AcdError, Event, Offer, Overflowed, QueueLogEntry, StopRinging
 from acd.queues import PenaltyRule, QueueConfig, QueuedCall, Strategy
+from acd.wallboard import Wallboard
 
 if TYPE_CHECKING:
     from acd.calls import Call
@@ -92,8 +93,8 @@ class QueueRouter:
         for extension, queues_of in memberships.items():
             self.acd.add_agent(Agent(extension, names(extension), queues=queues_of))
         self.calls: dict[str, Call] = {}
+        self.wallboard = Wallboard(self.acd)
         self._on_log = on_log
-        self._logged = 0
         self._timer: asyncio.TimerHandle | None = None
 
     def queue_for(self, number: str) -> str | None:
@@ -166,10 +167,12 @@ class QueueRouter:
                 self.calls.pop(event.call_id, None)
                 if call is not None:
                     call.overflow(event.destination, event.reason)
-        if self._on_log is not None:
-            for entry in self.acd.log[self._logged:]:
+        for entry in self.acd.log:
+            self.wallboard.record(entry)
+            if self._on_log is not None:
                 self._on_log(entry)
-            self._logged = len(self.acd.log)
+        # The log is kept only until handed on: memory stays flat over a long day.
+        del self.acd.log[:]
         self._arm()
 
     def _arm(self) -> None:

@@ -235,7 +235,9 @@ class Application:
         assert self.db is not None
         services = WebServices(health=self.health, metrics=self.metrics,
                                sip_websocket=self.transports.serve_websocket if self.transports else None,
-                               crm=self.crm, sessions=SessionStore(self.db))
+                               crm=self.crm, sessions=SessionStore(self.db),
+                               wallboard=(self.calls.queues.wallboard.snapshot
+                                          if self.calls is not None and self.calls.queues is not None else None))
         sock = socket.socket(socket.AF_INET6 if ":" in net.bind else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((net.bind, net.http_port))

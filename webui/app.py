@@ -17,6 +17,7 @@ from webui.admin_pages import AdminPages
 from webui.pages import Pages
 from webui.sessions import SessionStore
 from webui.ticket_pages import TicketPages
+from webui.wallboard_pages import WallboardPages
 from webui.workorder_pages import WorkOrderPages
 
 
@@ -31,6 +32,8 @@ class WebServices:
     #: The business services and the signed-in sessions, for the pages.
     crm: Crm | None = None
     sessions: SessionStore | None = None
+    #: The live queue and agent figures (None when no queue is configured).
+    wallboard: Callable[[float], dict[str, Any]] | None = None
 
 
 def create_app(services: WebServices) -> Starlette:
@@ -59,5 +62,5 @@ def create_app(services: WebServices) -> Starlette:
     if services.crm is not None and services.sessions is not None:
         pages = Pages(services.crm, services.sessions)
         routes += (pages.routes() + TicketPages(pages).routes() + WorkOrderPages(pages).routes()
-                   + AdminPages(pages).routes())
+                   + AdminPages(pages).routes() + WallboardPages(pages, services.wallboard).routes())
     return Starlette(routes=routes)
