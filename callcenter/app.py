@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 
 # How often expired registrations are swept from memory and the database.
 EXPIRY_SWEEP_INTERVAL = 15.0
+# How often the outbox is looked at for due SMS and e-mail.
+MESSAGE_INTERVAL = 5.0
 DEMO_EXTENSIONS = range(1001, 1021)
 DEMO_MEMBERS = 200
 # Demo only: the web users agent1..agent5, supervisor1, tech1..tech3 and auditor1 share it.
@@ -137,6 +139,7 @@ class Application:
         await self._start_calls()
         await self._start_http()
         self._tasks.append(asyncio.get_running_loop().create_task(self._sweep_expired(), name="expiry"))
+        self._tasks.append(asyncio.get_running_loop().create_task(self._deliver_messages(), name="messages"))
         if cfg.demo and cfg.demo_crm:
             # Seeding the CRM's demo data takes seconds (hundreds of audited writes); the server
             # serves calls meanwhile and the data appears when it is done.
@@ -281,6 +284,23 @@ class Application:
             print(f"demo admin password (user 'admin'): {admin_password}", flush=True)
         log.info("demo data seeded: %d members; users agent1..agent5 etc. with password %r",
                  DEMO_MEMBERS, DEMO_USER_PASSWORD)
+
+    async def _deliver_messages(self) -> None:
+        """The outbox's clock: due SMS/e-mails every few seconds, greetings once a day."""
+        assert self.crm is not None
+        greeted: object = None
+        while True:
+            await asyncio.sleep(MESSAGE_INTERVAL)
+            try:
+                await self.crm.messaging.deliver_due()
+                today = self.crm.clock.today()
+                if today != greeted:
+                    await self.crm.messaging.run_due_greetings(today)
+                    greeted = today
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("message delivery failed; will retry")
 
     async def _sweep_expired(self) -> None:
         while True:

@@ -1,4 +1,5 @@
-"""The business half of the contact center: members, points, tickets, work orders, users/roles, audit.
+"""The business half of the contact center: members, points, tickets, work orders, appointments,
+catalogue, orders, return visits and surveys, knowledge base, messaging, reports, users/roles, audit.
 
 `crm` knows nothing of SIP. The composition root opens the database, applies
 `crm.schema.MIGRATIONS`, wraps the connection in `crm.db.Database` and builds the services

@@ -37,6 +37,25 @@ CALL_READ = "call.read"
 CALL_WRITE = "call.write"  # CDR ingestion
 CATALOGUE_APPROVE = "catalogue.approve"
 REPORT_READ = "report.read"
+# -- second increment ---------------------------------------------------------------------
+APPOINTMENT_READ = "appointment.read"
+APPOINTMENT_WRITE = "appointment.write"  # book, reschedule, cancel (电话预约)
+APPOINTMENT_CONSULT = "appointment.consult"  # an expert's notes, recommendations, completion (专家咨询)
+SCHEDULE_WRITE = "schedule.write"  # experts: profiles, services, weekly hours, days off
+CATALOGUE_WRITE = "catalogue.write"  # propose new or changed items; approval publishes them
+ORDER_READ = "order.read"
+ORDER_WRITE = "order.write"  # service purchases (服务购买): create, payment, completion, cancellation
+VISIT_READ = "visit.read"
+VISIT_WRITE = "visit.write"  # carry out return visits (回访): outcome and survey answers
+VISIT_ASSIGN = "visit.assign"  # hand return visits to others, start survey campaigns
+SURVEY_WRITE = "survey.write"  # survey definitions (客户调查)
+KNOWLEDGE_READ = "knowledge.read"  # internal (non-public) articles
+KNOWLEDGE_WRITE = "knowledge.write"
+MESSAGE_READ = "message.read"  # the outbox
+MESSAGE_SEND = "message.send"  # one SMS or e-mail to one member or number
+MESSAGE_BULK = "message.bulk"  # bulk sending over a member filter (群发)
+TEMPLATE_WRITE = "template.write"  # SMS/e-mail templates and greeting days
+BACKUP_RUN = "backup.run"  # 数据管理: backup, verification, restore
 
 ALL_PERMISSIONS: frozenset[str] = frozenset(
     {
@@ -45,6 +64,9 @@ ALL_PERMISSIONS: frozenset[str] = frozenset(
         TICKET_READ, TICKET_WRITE, TICKET_ASSIGN,
         WORKORDER_READ, WORKORDER_WRITE, WORKORDER_COMPLETE, WORKORDER_AUDIT, WORKORDER_RECEIVE,
         CALL_READ, CALL_WRITE, CATALOGUE_APPROVE, REPORT_READ,
+        APPOINTMENT_READ, APPOINTMENT_WRITE, APPOINTMENT_CONSULT, SCHEDULE_WRITE, CATALOGUE_WRITE,
+        ORDER_READ, ORDER_WRITE, VISIT_READ, VISIT_WRITE, VISIT_ASSIGN, SURVEY_WRITE,
+        KNOWLEDGE_READ, KNOWLEDGE_WRITE, MESSAGE_READ, MESSAGE_SEND, MESSAGE_BULK, TEMPLATE_WRITE, BACKUP_RUN,
     }
 )  # fmt: skip
 

@@ -56,25 +56,21 @@ class Transaction:
 
     async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
         self._check_open()
-        async with self._conn.execute(sql, tuple(params)) as cur:
-            rows = await cur.fetchall()
-            names = [d[0] for d in cur.description or ()]
-            return [dict(zip(names, tuple(r), strict=True)) for r in rows]
+        # One trip to aiosqlite's thread (execute + fetchall + close would be three): on the call
+        # path a caller-ID look-up is two queries, and each trip is a thread hand-off.
+        rows = await self._conn.execute_fetchall(sql, tuple(params))
+        return [dict(zip(r.keys(), tuple(r), strict=True)) for r in rows]
 
     async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
-        self._check_open()
-        async with self._conn.execute(sql, tuple(params)) as cur:
-            row = await cur.fetchone()
-            if row is None:
-                return None
-            return dict(zip([d[0] for d in cur.description], tuple(row), strict=True))
+        """The first row, or None; callers select by key or with LIMIT 1."""
+        rows = await self.fetch_all(sql, params)
+        return rows[0] if rows else None
 
     async def fetch_value(self, sql: str, params: Params = ()) -> Any:
         """The first column of the first row, or None when there is no row."""
         self._check_open()
-        async with self._conn.execute(sql, tuple(params)) as cur:
-            row = await cur.fetchone()
-            return None if row is None else row[0]
+        rows = await self._conn.execute_fetchall(sql, tuple(params))
+        return None if not rows else rows[0][0]
 
     async def insert(self, sql: str, params: Params = ()) -> int:
         """Run an INSERT written with `RETURNING id` (SQLite ≥ 3.35 and PostgreSQL) and return the id."""
@@ -102,6 +98,8 @@ class Database:
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self.conn = conn
+        # Rows that know their column names: fetches take one thread trip (see Transaction.fetch_all).
+        conn.row_factory = sqlite3.Row
         self._lock = asyncio.Lock()
 
     def _active(self) -> Transaction | None:

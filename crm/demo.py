@@ -10,6 +10,7 @@ E-mail addresses use example.com/example.cn (RFC 2606) so a demo birthday mailin
 
 from __future__ import annotations
 
+import heapq
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from crm import demo_salon
 from crm.access import SYSTEM, Actor
 from crm.clock import Clock, FixedClock
 from crm.db import Database
@@ -64,13 +66,30 @@ _REPAIRS = [("更换主板后恢复正常", ("MB-01", "主板")), ("更换电池
 
 @dataclass
 class _Plan:
-    """The simulation: events in time order; later events find earlier results in `ids`."""
+    """The simulation: events in time order; later events find earlier results in `ids`. An event
+    may plan further ones while the replay runs (`later`): a booking decides when the visit ends."""
 
     events: list[tuple[datetime, int, Callable[[], Awaitable[Any]]]] = field(default_factory=list)
     ids: dict[str, int] = field(default_factory=dict)
+    _count: int = 0
 
     def at(self, when: datetime, action: Callable[[], Awaitable[Any]]) -> None:
-        self.events.append((when, len(self.events), action))
+        self._count += 1
+        self.events.append((when, self._count, action))
+
+    def later(self, when: datetime, action: Callable[[], Awaitable[Any]]) -> None:
+        self._count += 1
+        heapq.heappush(self.events, (when, self._count, action))
+
+    async def run(self, clock: FixedClock) -> int:
+        heapq.heapify(self.events)
+        done = 0
+        while self.events:
+            when, _, action = heapq.heappop(self.events)
+            clock.set(max(when, clock.now()))
+            await action()
+            done += 1
+        return done
 
 
 def _weighted(rng: random.Random, options: list[tuple[str, int]]) -> str:
@@ -88,8 +107,10 @@ async def seed_demo(
     password_params: ScryptParams = DEFAULT_PARAMS,
 ) -> None:
     """Seed an empty CRM with a beauty chain: departments, users (`agent1`..`agent5`,
-    `supervisor1`, `tech1`..`tech3`, `auditor1` with `password`; `admin` if `admin_password`),
-    `members` members and 60 days of calls, tickets, work orders and points.
+    `supervisor1`, `tech1`..`tech3`, `auditor1`, `expert1`..`expert3` with `password`; `admin` if
+    `admin_password`), `members` members and 60 days of calls, tickets, work orders and points;
+    then the salon (`crm.demo_salon`): catalogue, expert bookings and purchases, return visits
+    with survey answers, knowledge base, templates and greetings.
 
     Does nothing if the demo users already exist (restarting `callcenter demo` on its data dir).
     """
@@ -103,13 +124,12 @@ async def seed_demo(
     crm = Crm.build(db, clock=clock, password_params=password_params)
     rng = random.Random(seed)
     staff = await _organisation(crm, password, admin_password)
+    salon = await demo_salon.setup_salon(crm, staff)
     plan = _Plan()
     _plan_members(plan, crm, staff, rng, members, clock.now(), end)
-    plan.events.sort(key=lambda e: (e[0], e[1]))
-    for when, _, action in plan.events:
-        clock.set(when)
-        await action()
-    log.info("demo data seeded: %d members, %d events", members, len(plan.events))
+    demo_salon.plan_salon(plan, crm, staff, salon, random.Random(seed + 1), members, clock.now(), end)
+    events = await plan.run(clock)
+    log.info("demo data seeded: %d members, %d events", members, events)
 
 
 @dataclass
@@ -118,6 +138,7 @@ class _Staff:
     agents: list[Actor]
     technicians: list[Actor]
     auditor: Actor
+    experts: list[Actor]
 
 
 async def _organisation(crm: Crm, password: str, admin_password: str | None) -> _Staff:
@@ -126,6 +147,7 @@ async def _organisation(crm: Crm, password: str, admin_password: str | None) -> 
     center = await org.create_department(SYSTEM, "客服中心", parent_id=hq.id, sort_order=1)
     after_sales = await org.create_department(SYSTEM, "售后服务部", parent_id=hq.id, sort_order=2)
     quality = await org.create_department(SYSTEM, "质检审核部", parent_id=hq.id, sort_order=3)
+    experts = await org.create_department(SYSTEM, "美容专家组", parent_id=hq.id, sort_order=4)
     agent_names = ["林晓", "陈佳怡", "张婷", "王雪", "刘颖"]
     specs: list[tuple[str, str, list[str], int, str | None, str | None]] = [
         ("supervisor1", "周主管", ["supervisor"], center.id, None, None),
@@ -133,6 +155,7 @@ async def _organisation(crm: Crm, password: str, admin_password: str | None) -> 
         *[(f"tech{i + 1}", name, ["technician"], after_sales.id, _REGIONS[i], None)
           for i, name in enumerate(["赵师傅", "钱师傅", "孙师傅"])],
         ("auditor1", "吴审核", ["auditor"], quality.id, None, None),
+        *[(username, name, ["expert"], experts.id, None, None) for username, name, _ in demo_salon.EXPERTS],
     ]  # fmt: skip
     users = await org.create_users(SYSTEM, [
         NewUser(username, display, password, tuple(roles), dept, region=region, extension=extension)
@@ -146,6 +169,7 @@ async def _organisation(crm: Crm, password: str, admin_password: str | None) -> 
         agents=[actors[f"agent{i + 1}"] for i in range(AGENTS)],
         technicians=[actors[f"tech{i + 1}"] for i in range(3)],
         auditor=actors["auditor1"],
+        experts=[actors[username] for username, _, _ in demo_salon.EXPERTS],
     )
 
 

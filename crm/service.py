@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from crm.appointments import AppointmentService
+from crm.backup import BackupService
+from crm.catalogue import CatalogueService
 from crm.clock import Clock
 from crm.db import Database
 from crm.dictionaries import DictionaryService
+from crm.experts import ExpertService
+from crm.knowledge import KnowledgeService
 from crm.members import MemberService
+from crm.messaging import MessagingService
+from crm.orders import OrderService
 from crm.org import OrgService
 from crm.passwords import DEFAULT_PARAMS, ScryptParams
 from crm.phones import PhoneNormaliser
 from crm.points import PointsService
+from crm.providers import Channel, Provider
+from crm.reports import ReportService
+from crm.surveys import SurveyService
+from crm.templates import TemplateService
 from crm.tickets import TicketService
 from crm.timeline import TimelineService
+from crm.tokens import ApiTokenService
+from crm.visits import VisitService
 from crm.workorders import WorkOrderService
 
 
@@ -29,6 +43,18 @@ class Crm:
     tickets: TicketService
     work_orders: WorkOrderService
     timeline: TimelineService
+    catalogue: CatalogueService
+    orders: OrderService
+    experts: ExpertService
+    appointments: AppointmentService
+    surveys: SurveyService
+    visits: VisitService
+    knowledge: KnowledgeService
+    templates: TemplateService
+    messaging: MessagingService
+    reports: ReportService
+    backup: BackupService
+    tokens: ApiTokenService
 
     @classmethod
     def build(
@@ -38,18 +64,38 @@ class Crm:
         clock: Clock | None = None,
         phones: PhoneNormaliser | None = None,
         password_params: ScryptParams = DEFAULT_PARAMS,
+        providers: Mapping[Channel, Provider] | None = None,
     ) -> Crm:
+        """`providers` deliver SMS and e-mail (crm.providers); by default both stay local (the outbox)."""
         clock = clock or Clock()
         phones = phones or PhoneNormaliser()
+        org = OrgService(db, clock, password_params=password_params)
+        members = MemberService(db, clock, phones)
+        work_orders = WorkOrderService(db, clock, phones)
+        orders = OrderService(db, clock)
+        surveys = SurveyService(db, clock)
+        templates = TemplateService(db, clock)
         return cls(
             db=db,
             clock=clock,
             phones=phones,
-            org=OrgService(db, clock, password_params=password_params),
+            org=org,
             dictionaries=DictionaryService(db, clock),
-            members=MemberService(db, clock, phones),
+            members=members,
             points=PointsService(db, clock),
             tickets=TicketService(db, clock, phones),
-            work_orders=WorkOrderService(db, clock, phones),
+            work_orders=work_orders,
             timeline=TimelineService(db, clock, phones),
+            catalogue=CatalogueService(db, clock),
+            orders=orders,
+            experts=ExpertService(db, clock),
+            appointments=AppointmentService(db, clock, orders),
+            surveys=surveys,
+            visits=VisitService(db, clock, members, surveys),
+            knowledge=KnowledgeService(db, clock),
+            templates=templates,
+            messaging=MessagingService(db, clock, members, templates, providers, phones),
+            reports=ReportService(db, clock, work_orders, surveys),
+            backup=BackupService(db, clock),
+            tokens=ApiTokenService(db, clock, org),
         )

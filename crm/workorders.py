@@ -2,7 +2,8 @@
 
 An agent opens a work order from a customer's call (often from a ticket), dispatches it to a
 technician by hand or by balanced automatic dispatch, the technician reports completion
-(customer requests, opinion, device state, parts used), and an auditor approves or voids it.
+(customer requests, opinion, device state, parts used), and an auditor approves or voids it;
+approval schedules the return visit (`crm.visits`).
 The fraud checks of `workorder_checks` run at creation and completion and leave flags the auditor
 must acknowledge. Technician statistics feed the KPI review (考核).
 """
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from crm import access, audit, common, scopes
+from crm import access, audit, common, scopes, visits
 from crm import workorder_checks as checks
 from crm.access import Actor
 from crm.clock import Clock, from_iso, to_iso
@@ -299,6 +300,9 @@ class WorkOrderService:
                 raise ValidationError("note", f"the order is flagged ({codes}): say why it is approved anyway",
                                       code="workorder.flags_unacknowledged")  # fmt: skip
             await self._audited(tx, actor, work_order_id, status, note)
+            # 售后回访: the member is asked about the technician's work, same transaction.
+            await visits.create_followup(tx, self.clock, member_id=before.member_id, work_order_id=work_order_id,
+                                         staff_id=before.technician_id)  # fmt: skip
             return await self._finish(tx, actor, before, "approve", status, note)
 
     async def void(self, actor: Actor, work_order_id: int, reason: str) -> WorkOrder:

@@ -9,11 +9,13 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from crm.service import Crm
 from webui.admin_pages import AdminPages
+from webui.api import api_routes
+from webui.api.http import bearer_authenticator
 from webui.pages import Pages
 from webui.sessions import SessionStore
 from webui.ticket_pages import TicketPages
@@ -63,4 +65,7 @@ def create_app(services: WebServices) -> Starlette:
         pages = Pages(services.crm, services.sessions)
         routes += (pages.routes() + TicketPages(pages).routes() + WorkOrderPages(pages).routes()
                    + AdminPages(pages).routes() + WallboardPages(pages, services.wallboard).routes())
+        # REST API and its OpenAPI document (/api/openapi.json): API tokens or the browser's session.
+        authenticate = pages.api_authenticator(bearer_authenticator(services.crm))
+        routes.append(Mount("/api", routes=api_routes(services.crm, authenticate=authenticate)))
     return Starlette(routes=routes)

@@ -16,9 +16,11 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from crm import audit
+from crm.access import Actor
 from crm.errors import CrmError, Forbidden, NotFound
 from crm.members import MemberQuery
 from crm.service import Crm
+from webui.api.http import Authenticator
 from webui.auth import LOGIN_CSRF_COOKIE, SESSION_COOKIE, LoginThrottle, Viewer, client_address, csrf_ok
 from webui.i18n import LOCALES, Translator, best_locale
 from webui.sessions import SESSION_LIFETIME, SessionStore
@@ -118,6 +120,29 @@ class Pages:
         key = f"error.{exc.code}"
         text = t(key)
         return text if text != key else str(exc)
+
+    def api_authenticator(self, bearer: Authenticator) -> Authenticator:
+        """The REST API's callers: an API token, else the signed-in browser's session. A cookie
+        alone never authorises a change: state-changing calls must also carry the session's
+        CSRF token in X-CSRF-Token (the page has it)."""
+
+        async def authenticate(request: Request) -> Actor | None:
+            actor = await bearer(request)
+            if actor is not None:
+                return actor
+            token = request.cookies.get(SESSION_COOKIE)
+            session = await self.sessions.get(token) if token else None
+            if session is None:
+                return None
+            if request.method not in ("GET", "HEAD", "OPTIONS") and not csrf_ok(
+                    session.csrf, request.headers.get("x-csrf-token")):
+                return None
+            try:
+                return await self.crm.org.actor_for_user(session.user_id)
+            except CrmError:
+                return None
+
+        return authenticate
 
     @staticmethod
     def to_login(request: Request) -> RedirectResponse:

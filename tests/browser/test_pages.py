@@ -230,3 +230,20 @@ def test_admin_creates_a_user_who_can_then_sign_in(server: ServerProcess, browse
     sign_in(newcomer, server, user="agent9", password="long-enough-9")
     expect(newcomer.get_by_role("heading", level=1)).to_contain_text("新坐席")
     expect(newcomer.get_by_role("link", name="系统管理")).to_have_count(0)
+
+
+def test_the_rest_api_takes_the_browser_session_but_changes_need_its_csrf_token(server: ServerProcess) -> None:
+    with httpx.Client(base_url=server.http_url) as client:
+        form = client.get("/login")
+        token = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)  # type: ignore[union-attr]
+        client.post("/login", data={"username": "supervisor1", "password": "demo1234", "csrf": token})
+        assert client.get("/api/openapi.json").json()["openapi"].startswith("3.1")
+        found = client.get("/api/members", params={"q": "13912345678"})
+        assert found.status_code == 200 and found.json()["items"][0]["name"].startswith("王")
+        ticket = {"ticket_type": "consultation", "subject": "咨询护理项目价格"}
+        assert client.post("/api/tickets", json=ticket).status_code == 401  # the cookie alone is not enough
+        page = client.get("/tickets")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+        created = client.post("/api/tickets", json=ticket, headers={"X-CSRF-Token": csrf})
+        assert created.status_code == 201, created.text
+        assert created.json()["subject"] == "咨询护理项目价格"

@@ -98,3 +98,99 @@ async def org(crm: Crm) -> Org:
         tech_xuhui=await _make_user(crm, "tech2", ["technician"], department_id=after_sales.id, region="徐汇区"),
         auditor=await _make_user(crm, "audit1", ["auditor"], department_id=hq.id),
     )
+
+
+# -- real delivery peers on 127.0.0.1 (free ports, closed after each test) ------------------------
+
+
+class SmtpSink:
+    """An aiosmtpd handler that stores what it receives. `replies` (consumed in order, one per
+    message) makes the server answer RCPT with an SMTP error instead, e.g. "451 4.3.0 try later"."""
+
+    def __init__(self) -> None:
+        self.messages: list = []
+        self.replies: list[str] = []
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 (aiosmtpd's hook name)
+        if self.replies:
+            return self.replies.pop(0)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        self.messages.append(envelope)
+        return "250 OK queued"
+
+
+@pytest.fixture
+async def smtp_server():
+    """(host, port, sink): a real SMTP server (aiosmtpd) in the test's event loop."""
+    import asyncio
+
+    from aiosmtpd.smtp import SMTP as SmtpProtocol
+
+    sink = SmtpSink()
+    server = await asyncio.get_running_loop().create_server(
+        lambda: SmtpProtocol(sink, hostname="mail.example.com"), "127.0.0.1", 0
+    )
+    try:
+        yield "127.0.0.1", server.sockets[0].getsockname()[1], sink
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+class SmsGateway:
+    """A small HTTP/1.1 SMS gateway: checks the HMAC-SHA256 signature, answers from `statuses`
+    (consumed in order, then 200), and keeps every request it accepted."""
+
+    def __init__(self, secret: bytes) -> None:
+        self.secret = secret
+        self.statuses: list[int] = []
+        self.accepted: list[dict] = []
+        self.rejected_signatures = 0
+        self.url = ""
+
+    async def handle(self, reader, writer) -> None:
+        import hashlib
+        import hmac
+        import json
+
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:] if ":" in line)}
+            body = await reader.readexactly(int(headers.get("content-length", "0")))
+            expected = hmac.new(self.secret, headers.get("x-timestamp", "").encode() + b"\n" + body, hashlib.sha256).hexdigest()
+            if not hmac.compare_digest(expected, headers.get("x-signature", "")):
+                self.rejected_signatures += 1
+                status, reply = 401, {"error": "bad signature"}
+            elif self.statuses:
+                status = self.statuses.pop(0)
+                reply = {"error": "scripted"} if status >= 300 else {"id": f"gw-{len(self.accepted) + 1}"}
+                if status < 300:
+                    self.accepted.append(json.loads(body))
+            else:
+                status = 200
+                self.accepted.append(json.loads(body))
+                reply = {"id": f"gw-{len(self.accepted)}"}
+            payload = json.dumps(reply).encode()
+            writer.write(f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+                         f"Connection: close\r\n\r\n".encode() + payload)  # fmt: skip
+            await writer.drain()
+        finally:
+            writer.close()
+
+
+@pytest.fixture
+async def sms_gateway():
+    import asyncio
+
+    gateway = SmsGateway(b"gateway-secret")
+    server = await asyncio.start_server(gateway.handle, "127.0.0.1", 0)
+    gateway.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/sms/send"
+    try:
+        yield gateway
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from callcenter.database import apply_migrations, open_database
 from crm import schema
@@ -99,3 +99,30 @@ async def test_work_orders_in_the_demo_carry_flags_for_the_auditor(tmp_path, fas
         assert len(stats) == 3 and sum(s.completed for s in stats) > 0
     finally:
         await conn.close()
+
+
+async def test_the_salon_half_of_the_demo(tmp_path, fast_hash) -> None:
+    db = await _seeded(tmp_path / "salon.db", fast_hash)
+    try:
+        crm = Crm.build(db, clock=FixedClock(NOW), password_params=fast_hash)
+        admin = await crm.org.authenticate("admin", "demo-admin-pw")
+        expert = await crm.org.authenticate("expert1", "demo-agent-pw")
+        assert admin is not None and expert is not None
+        catalogue = await crm.catalogue.items(limit=50)
+        assert catalogue.total == 10 and {i.kind for i in catalogue.items} == {"service", "product"}
+        assert (await crm.catalogue.changes(admin)).total == 1  # a price change awaits the approver
+        assert len(await crm.experts.list_experts(admin)) == 3
+        statuses = {r["status"] for r in await db.fetch_all("SELECT DISTINCT status FROM appointments")}
+        assert "completed" in statuses
+        consulted = await db.fetch_value("SELECT COUNT(*) FROM appointments WHERE consultation_notes IS NOT NULL")
+        assert consulted > 0
+        assert await db.fetch_value("SELECT COUNT(*) FROM orders WHERE status IN ('paid', 'completed')") > 0
+        figures = await crm.surveys.satisfaction(admin, NOW - timedelta(days=60), NOW)
+        assert figures.answers > 0 and 1 <= figures.average <= 5
+        public = await crm.knowledge.search(None, "玻尿酸")
+        assert public.items and public.items[0].title == "玻尿酸注射后注意事项"
+        sent = await crm.messaging.outbox(admin, status="sent")
+        assert sent.total > 0 and all(m.provider == "local" for m in sent.items)
+        assert {t.code for t in await crm.templates.list(admin)} >= {"birthday", "new_service", "points_notice"}
+    finally:
+        await db.conn.close()

@@ -43,7 +43,8 @@ async def test_departments_form_a_tree_that_can_be_reorganised(crm: Crm) -> None
 
 async def test_seeded_roles_and_their_scopes(crm: Crm) -> None:
     roles = {r.name: r for r in await crm.org.list_roles(SYSTEM)}
-    assert set(roles) == {"admin", "supervisor", "agent", "technician", "auditor"}
+    assert set(roles) == {"admin", "supervisor", "agent", "technician", "auditor", "expert"}
+    assert roles["expert"].data_scope is DataScope.OWN and access.APPOINTMENT_CONSULT in roles["expert"].permissions
     assert roles["agent"].data_scope is DataScope.OWN
     assert roles["supervisor"].data_scope is DataScope.DEPARTMENT
     assert roles["admin"].data_scope is DataScope.ALL
