@@ -16,6 +16,7 @@ from crm.service import Crm
 from webui.admin_pages import AdminPages
 from webui.api import api_routes
 from webui.api.http import bearer_authenticator
+from webui.appointment_pages import AppointmentPages
 from webui.pages import Pages
 from webui.sessions import SessionStore
 from webui.ticket_pages import TicketPages
@@ -64,7 +65,8 @@ def create_app(services: WebServices) -> Starlette:
     if services.crm is not None and services.sessions is not None:
         pages = Pages(services.crm, services.sessions)
         routes += (pages.routes() + TicketPages(pages).routes() + WorkOrderPages(pages).routes()
-                   + AdminPages(pages).routes() + WallboardPages(pages, services.wallboard).routes())
+                   + AdminPages(pages).routes() + WallboardPages(pages, services.wallboard).routes()
+                   + AppointmentPages(pages).routes())
         # REST API and its OpenAPI document (/api/openapi.json): API tokens or the browser's session.
         authenticate = pages.api_authenticator(bearer_authenticator(services.crm))
         routes.append(Mount("/api", routes=api_routes(services.crm, authenticate=authenticate)))

@@ -247,3 +247,23 @@ def test_the_rest_api_takes_the_browser_session_but_changes_need_its_csrf_token(
         created = client.post("/api/tickets", json=ticket, headers={"X-CSRF-Token": csrf})
         assert created.status_code == 201, created.text
         assert created.json()["subject"] == "咨询护理项目价格"
+
+
+def test_an_appointment_is_booked_and_the_same_slot_is_refused_to_a_second_agent(
+        server: ServerProcess, browser: Browser) -> None:
+    first, second = browser.new_page(viewport={"width": 1366, "height": 768}), browser.new_page()
+    sign_in(first, server, user="agent1", password="demo1234")
+    sign_in(second, server, user="agent2", password="demo1234")
+    for page in (first, second):
+        page.goto(f"{server.http_url}/appointments")
+        expect(page.locator("table.slots form").first).to_be_visible()
+    # Both agents look at the same free slot; the first books it...
+    slot_text = first.locator("table.slots tr").first.locator("td").first.inner_text()
+    first.locator("table.slots form").first.get_by_placeholder("会员电话").fill("13912345678")
+    first.locator("table.slots form").first.get_by_role("button", name="预约").click()
+    expect(first.locator("section.card").first).to_contain_text(slot_text)
+    first.screenshot(path=str(ARTIFACTS / "appointments.png"))
+    # ...and the second, from the page it opened before, is refused: no double booking.
+    second.locator("table.slots form").first.get_by_placeholder("会员电话").fill("13912345678")
+    second.locator("table.slots form").first.get_by_role("button", name="预约").click()
+    expect(second.get_by_role("alert")).to_contain_text("已被预约")
