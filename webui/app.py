@@ -18,6 +18,7 @@ from webui.api import api_routes
 from webui.api.http import bearer_authenticator
 from webui.appointment_pages import AppointmentPages
 from webui.pages import Pages
+from webui.report_pages import ReportPages
 from webui.sessions import SessionStore
 from webui.ticket_pages import TicketPages
 from webui.wallboard_pages import WallboardPages
@@ -66,7 +67,7 @@ def create_app(services: WebServices) -> Starlette:
         pages = Pages(services.crm, services.sessions)
         routes += (pages.routes() + TicketPages(pages).routes() + WorkOrderPages(pages).routes()
                    + AdminPages(pages).routes() + WallboardPages(pages, services.wallboard).routes()
-                   + AppointmentPages(pages).routes())
+                   + AppointmentPages(pages).routes() + ReportPages(pages).routes())
         # REST API and its OpenAPI document (/api/openapi.json): API tokens or the browser's session.
         authenticate = pages.api_authenticator(bearer_authenticator(services.crm))
         routes.append(Mount("/api", routes=api_routes(services.crm, authenticate=authenticate)))

@@ -4,6 +4,7 @@ member, read the card, switch language, sign out; hostile input stays inert."""
 from __future__ import annotations
 
 import asyncio
+import io
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -267,3 +268,27 @@ def test_an_appointment_is_booked_and_the_same_slot_is_refused_to_a_second_agent
     second.locator("table.slots form").first.get_by_placeholder("会员电话").fill("13912345678")
     second.locator("table.slots form").first.get_by_role("button", name="预约").click()
     expect(second.get_by_role("alert")).to_contain_text("已被预约")
+
+
+def test_reports_draw_charts_and_export_csv_and_xlsx(server: ServerProcess, browser: Browser) -> None:
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
+    sign_in(page, server, user="supervisor1", password="demo1234")
+    page.get_by_role("link", name="报表").click()
+    expect(page.locator("figure.chart svg rect").first).to_be_visible()  # the demo's tickets, charted
+    page.get_by_label("报表", exact=True).select_option("levels")
+    page.get_by_role("button", name="查看").click()
+    expect(page.locator("table.report")).to_contain_text("金卡")
+    page.screenshot(path=str(ARTIFACTS / "report-levels.png"))
+
+    cookies = {c["name"]: c["value"] for c in page.context.cookies()}
+    with httpx.Client(base_url=server.http_url, cookies=cookies) as client:
+        csv_file = client.get("/reports/export", params={"report": "levels", "format": "csv"})
+        assert csv_file.status_code == 200 and csv_file.content.startswith("\ufeff".encode())  # Excel's hint
+        lines = csv_file.content.decode("utf-8-sig").splitlines()
+        assert lines[0] == "等级,会员数" and any(line.startswith("金卡,") for line in lines[1:])
+        xlsx = client.get("/reports/export", params={"report": "tickets", "format": "xlsx"})
+    from openpyxl import load_workbook
+
+    sheet = load_workbook(io.BytesIO(xlsx.content)).active
+    header = [cell.value for cell in next(sheet.iter_rows(max_row=1))]
+    assert header[0] == "日期" and "投诉" in header
