@@ -17,6 +17,7 @@ from webui.admin_pages import AdminPages
 from webui.api import api_routes
 from webui.api.http import bearer_authenticator
 from webui.appointment_pages import AppointmentPages
+from webui.knowledge_pages import KnowledgePages
 from webui.pages import Pages
 from webui.report_pages import ReportPages
 from webui.sessions import SessionStore
@@ -67,7 +68,8 @@ def create_app(services: WebServices) -> Starlette:
         pages = Pages(services.crm, services.sessions)
         routes += (pages.routes() + TicketPages(pages).routes() + WorkOrderPages(pages).routes()
                    + AdminPages(pages).routes() + WallboardPages(pages, services.wallboard).routes()
-                   + AppointmentPages(pages).routes() + ReportPages(pages).routes())
+                   + AppointmentPages(pages).routes() + ReportPages(pages).routes()
+                   + KnowledgePages(pages).routes())
         # REST API and its OpenAPI document (/api/openapi.json): API tokens or the browser's session.
         authenticate = pages.api_authenticator(bearer_authenticator(services.crm))
         routes.append(Mount("/api", routes=api_routes(services.crm, authenticate=authenticate)))

@@ -292,3 +292,19 @@ def test_reports_draw_charts_and_export_csv_and_xlsx(server: ServerProcess, brow
     sheet = load_workbook(io.BytesIO(xlsx.content)).active
     header = [cell.value for cell in next(sheet.iter_rows(max_row=1))]
     assert header[0] == "日期" and "投诉" in header
+
+
+def test_knowledge_base_public_view_and_staff_search(server: ServerProcess, browser: Browser) -> None:
+    member = browser.new_page()  # not signed in: a member reading the public articles
+    member.goto(f"{server.http_url}/kb?q=积分")
+    expect(member.get_by_role("link", name="会员积分规则")).to_be_visible()
+    member.goto(f"{server.http_url}/kb?q=投诉处理")
+    expect(member.locator("ul.articles")).to_contain_text("没有找到文章")  # internal: not for members
+    staff = browser.new_page()
+    sign_in(staff, server, user="agent1", password="demo1234")
+    staff.goto(f"{server.http_url}/kb?q=投诉处理")
+    staff.get_by_role("link", name="投诉处理流程").click()
+    expect(staff.get_by_role("heading", level=1)).to_have_text("投诉处理流程")
+    staff.goto(f"{server.http_url}/kb")
+    expect(staff.locator("ul.articles li").first).to_contain_text("置顶")  # pinned first
+    staff.screenshot(path=str(ARTIFACTS / "knowledge-base.png"))
