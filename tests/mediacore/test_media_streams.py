@@ -115,7 +115,8 @@ async def test_interarrival_jitter_follows_rfc3550_a8(engine, peers, until):
         sender.send_rtp(pcmu(i, 0, 1), steady.local_port)
         sender.send_rtp(pcmu(i, i * FRAME, 2), burst.local_port)
     await until(lambda: engine.stats(steady).packets_in == 60 and engine.stats(burst).packets_in == 60)
-    assert engine.stats(steady).jitter_ms < 2.0
+    # (A scheduling stall of the sender or the engine of T ms adds T/16 ms; allow for 80 ms.)
+    assert engine.stats(steady).jitter_ms < 5.0
     assert 10.0 < engine.stats(burst).jitter_ms <= 20.0
 
 
