@@ -23,7 +23,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from mediacore.errors import MediaError
@@ -275,8 +275,18 @@ class MediaEngine:
     def _open_socket_pair(self) -> tuple[int, socket.socket, socket.socket]:
         count = len(self._ports)
         closing = set(self._closing.values())
-        candidates = [self._ports[(self._cursor + step) % count] for step in range(count)]
-        for port in [p for p in candidates if p not in closing] + [p for p in candidates if p in closing]:
+
+        def order() -> Iterator[tuple[int, int]]:
+            # From the cursor on, lazily (a call set-up usually takes the first port it looks
+            # at): first ports neither in use nor awaiting their final stats, then, as a last
+            # resort, those still closing.
+            for last_resort in (False, True):
+                for step in range(count):
+                    index = (self._cursor + step) % count
+                    if (self._ports[index] in closing) == last_resort:
+                        yield index, self._ports[index]
+
+        for index, port in order():
             if port in self._ports_in_use:
                 continue
             rtp = self._udp_socket()
@@ -290,7 +300,7 @@ class MediaEngine:
                 if exc.errno in (errno.EADDRINUSE, errno.EACCES):
                     continue   # taken by another program: try the next pair
                 raise MediaError(f"cannot bind RTP port {port} on {self.bind}: {exc.strerror}") from None
-            self._cursor = (self._ports.index(port) + 1) % count
+            self._cursor = (index + 1) % count
             return port, rtp, rtcp
         raise MediaError(
             f"no free RTP port pair in {self.port_min}-{self.port_max} "
