@@ -20,6 +20,16 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from native.sipscan import (
+    AUTH_NO_SPACE,
+    AUTH_NO_VALUE,
+    AUTH_NOT_DIGEST,
+    AUTH_UNEXPECTED,
+    AUTH_UNTERMINATED,
+    NameTable,
+    parse_auth_params,
+)
+
 from sipstack.errors import SipParseError
 
 __all__ = [
@@ -55,10 +65,9 @@ class DigestAlgorithm(enum.Enum):
     @classmethod
     def from_token(cls, token: str) -> DigestAlgorithm:
         """Map an ``algorithm=`` token (case-insensitive, RFC 7616 §3.3) to a member."""
-        wanted = token.strip().upper()
-        for member in cls:
-            if member.value == wanted:
-                return member
+        member = _ALGORITHM_BY_TOKEN.get(token.strip().upper())
+        if member is not None:
+            return member
         raise SipParseError(f"Bad Request: unsupported digest algorithm {token!r}")
 
     def hash_hex(self, data: str) -> str:
@@ -69,14 +78,20 @@ class DigestAlgorithm(enum.Enum):
         return hashlib.sha256(raw).hexdigest()
 
 
+_ALGORITHM_BY_TOKEN = {member.value: member for member in DigestAlgorithm}
+
+
 # ---------------------------------------------------------------------------
 # auth-param lists (RFC 3261 §25.1 digest-response / challenge grammar)
 
-_TOKEN_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-# A quoted-string body: anything but a quote or backslash, or a backslash-escaped character.
-_QUOTED_STRING_RE = re.compile(r'"((?:[^"\\]|\\.)*)"', re.S)
-_QUOTED_PAIR_RE = re.compile(r"\\(.)", re.S)
 _NC_RE = re.compile(r"[0-9A-Fa-f]{8}")
+
+
+# The auth-param names of RFC 3261 §25.1 challenges and credentials (and RFC 7616's
+# userhash): the native parser hands out these very strings instead of new ones.
+_PARAM_NAMES = NameTable({name: name for name in (
+    "username", "realm", "nonce", "uri", "response", "algorithm", "cnonce", "opaque", "qop", "nc",
+    "stale", "domain", "userhash")})
 
 
 def _parse_auth_params(value: str, what: str) -> dict[str, str]:
@@ -86,59 +101,35 @@ def _parse_auth_params(value: str, what: str) -> dict[str, str]:
     that should be quoted but are not (and the reverse); strict about what would
     make the meaning ambiguous: another scheme, an unterminated quoted-string, a
     parameter given twice (RFC 7235 §2.1: each name at most once).
+    The character walk is native (native.sipscan.parse_auth_params); the words
+    of each refusal are here.
     """
     if len(value) > MAX_AUTH_HEADER:
         raise SipParseError(f"Bad Request: malformed {what}: longer than {MAX_AUTH_HEADER} bytes")
-    text = value.strip()
-    scheme = _TOKEN_RE.match(text)
-    if scheme is None or scheme.group(0).lower() != "digest":
-        raise SipParseError(f"Bad Request: malformed {what}: not a Digest value")
-    pos = scheme.end()
-    if pos < len(text) and text[pos] not in " \t":
-        raise SipParseError(f"Bad Request: malformed {what}: no space after Digest")
-    params: dict[str, str] = {}
-    end = len(text)
-    while True:
-        while pos < end and text[pos] in " \t\r\n,":
-            pos += 1
-        if pos >= end:
-            break
-        name_match = _TOKEN_RE.match(text, pos)
-        if name_match is None:
-            raise SipParseError(f"Bad Request: malformed {what}: unexpected {text[pos]!r}")
-        name = name_match.group(0).lower()
-        pos = name_match.end()
-        while pos < end and text[pos] in " \t":
-            pos += 1
-        if pos >= end or text[pos] != "=":
-            raise SipParseError(f"Bad Request: malformed {what}: parameter {name!r} has no value")
-        pos += 1
-        while pos < end and text[pos] in " \t":
-            pos += 1
-        if pos < end and text[pos] == '"':
-            # RFC 3261 §25.1 quoted-string with quoted-pair (backslash escapes).
-            quoted = _QUOTED_STRING_RE.match(text, pos)
-            if quoted is None:
-                raise SipParseError(f"Bad Request: malformed {what}: unterminated quoted {name!r}")
-            param = quoted.group(1)
-            if "\\" in param:
-                param = _QUOTED_PAIR_RE.sub(r"\1", param)
-            pos = quoted.end()
-        else:
-            # Unquoted: some clients leave uri or cnonce bare; take up to the comma.
-            comma = text.find(",", pos)
-            stop = end if comma < 0 else comma
-            param = text[pos:stop].strip()
-            pos = stop
-        if name in params:
-            raise SipParseError(f"Bad Request: malformed {what}: parameter {name!r} given twice")
-        params[name] = param
-    return params
+    result = parse_auth_params(value.strip(), _PARAM_NAMES)
+    if type(result) is dict:
+        return result
+    code, detail = result
+    if code == AUTH_NOT_DIGEST:
+        problem = "not a Digest value"
+    elif code == AUTH_NO_SPACE:
+        problem = "no space after Digest"
+    elif code == AUTH_UNEXPECTED:
+        problem = f"unexpected {detail!r}"
+    elif code == AUTH_NO_VALUE:
+        problem = f"parameter {detail!r} has no value"
+    elif code == AUTH_UNTERMINATED:
+        problem = f"unterminated quoted {detail!r}"
+    else:
+        problem = f"parameter {detail!r} given twice"
+    raise SipParseError(f"Bad Request: malformed {what}: {problem}")
 
 
 def _quote(value: str) -> str:
     """A quoted-string (RFC 3261 §25.1), escaping backslash and double quote."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if "\\" in value or '"' in value:
+        value = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{value}"'
 
 
 # ---------------------------------------------------------------------------
@@ -210,20 +201,16 @@ class DigestChallenge:
     stale: bool = False
 
     def to_header(self) -> str:
-        parts = [
-            f"realm={_quote(self.realm)}",
-            f"nonce={_quote(self.nonce)}",
-            f"algorithm={self.algorithm.value}",
-        ]
+        header = f"Digest realm={_quote(self.realm)}, nonce={_quote(self.nonce)}, algorithm={self.algorithm.value}"
         if self.qop is not None:
-            parts.append(f"qop={_quote(self.qop)}")
+            header += f", qop={_quote(self.qop)}"
         if self.opaque is not None:
-            parts.append(f"opaque={_quote(self.opaque)}")
+            header += f", opaque={_quote(self.opaque)}"
         if self.stale:
             # RFC 2617 §3.2.1: the client may retry with the new nonce without
             # asking the user for the password again.
-            parts.append("stale=true")
-        return "Digest " + ", ".join(parts)
+            header += ", stale=true"
+        return header
 
     @classmethod
     def parse(cls, value: str) -> DigestChallenge:
@@ -332,24 +319,19 @@ class DigestCredentials:
         )
 
     def to_header(self) -> str:
-        parts = [
-            f"username={_quote(self.username)}",
-            f"realm={_quote(self.realm)}",
-            f"nonce={_quote(self.nonce)}",
-            f"uri={_quote(self.uri)}",
-            f"response={_quote(self.response)}",
-            f"algorithm={self.algorithm.value}",
-        ]
+        header = (f"Digest username={_quote(self.username)}, realm={_quote(self.realm)}, "
+                  f"nonce={_quote(self.nonce)}, uri={_quote(self.uri)}, "
+                  f"response={_quote(self.response)}, algorithm={self.algorithm.value}")
         if self.cnonce is not None:
-            parts.append(f"cnonce={_quote(self.cnonce)}")
+            header += f", cnonce={_quote(self.cnonce)}"
         if self.opaque is not None:
-            parts.append(f"opaque={_quote(self.opaque)}")
+            header += f", opaque={_quote(self.opaque)}"
         if self.qop is not None:
             # RFC 3261 §25.1: message-qop and nonce-count are unquoted tokens.
-            parts.append(f"qop={self.qop}")
+            header += f", qop={self.qop}"
         if self.nc is not None:
-            parts.append(f"nc={self.nc_text or _nc_text(self.nc)}")
-        return "Digest " + ", ".join(parts)
+            header += f", nc={self.nc_text or _nc_text(self.nc)}"
+        return header
 
 
 def build_authorization(
@@ -450,6 +432,9 @@ class NonceManager:
         if max_tracked < 1:
             raise ValueError("max_tracked must be at least 1")
         self._secret = bytes(secret)
+        # Keyed once: each MAC starts from a copy of this (RFC 2104 HMAC, the same result
+        # as hmac.digest(secret, ...) without preparing the key every time).
+        self._keyed = hmac.new(self._secret, None, "sha256")
         self.lifetime = float(lifetime)
         self.max_tracked = max_tracked
         # nonce -> (issue time, highest nonce-count accepted), in order of first use.
@@ -460,7 +445,9 @@ class NonceManager:
         self._next_sweep = float("-inf")
 
     def _mac(self, body: bytes) -> bytes:
-        return hmac.new(self._secret, body, hashlib.sha256).digest()[:_MAC_BYTES]
+        mac = self._keyed.copy()
+        mac.update(body)
+        return mac.digest()[:_MAC_BYTES]
 
     def issue(self, now: float) -> str:
         body = _STAMP.pack(float(now)) + secrets.token_bytes(_RANDOM_BYTES)
@@ -499,6 +486,11 @@ class NonceManager:
     def check(self, nonce: str, nc: int | None, now: float) -> NonceStatus:
         """Validate a nonce and record its use with nonce-count ``nc``."""
         state, issued = self._classify(nonce, now)
+        return self._record_use(nonce, nc, now, state, issued)
+
+    def _record_use(self, nonce: str, nc: int | None, now: float, state: NonceStatus,
+                    issued: float) -> NonceStatus:
+        """check() once the nonce is classified (``state``, ``issued`` from _classify at ``now``)."""
         if state is not NonceStatus.VALID:
             return state
         count = _SINGLE_USE if nc is None else nc
@@ -592,7 +584,9 @@ class DigestAuthenticator:
         """
         if credentials.realm != self.realm or credentials.algorithm not in self.algorithms:
             return AuthResult.FAILED
-        nonce_state = self.nonces.status(credentials.nonce, now)
+        # Classified once: recording the use below needs the same answer (same nonce, same
+        # now, and the replay table is only changed by that recording).
+        nonce_state, issued = self.nonces._classify(credentials.nonce, now)
         if nonce_state is NonceStatus.INVALID:
             return AuthResult.FAILED
         known_user = password is not None or ha1 is not None
@@ -625,7 +619,7 @@ class DigestAuthenticator:
             return AuthResult.STALE
         # Record the nonce-count only now: a forged request with a wrong digest
         # must not be able to burn a legitimate client's counts.
-        outcome = self.nonces.check(credentials.nonce, credentials.nc, now)
+        outcome = self.nonces._record_use(credentials.nonce, credentials.nc, now, nonce_state, issued)
         if outcome is NonceStatus.VALID:
             return AuthResult.OK
         if outcome is NonceStatus.STALE:

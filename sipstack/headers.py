@@ -13,6 +13,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 
+from native.sipscan import NameTable, has_controls, parse_plain_params
+from native.sipscan import is_token as native_is_token
+
 from sipstack.errors import SipParseError
 
 __all__ = [
@@ -76,6 +79,15 @@ for _short, _long in COMPACT_FORMS.items():
     _CANONICAL[_short] = _long
 # Lookup key of a name: the lower-cased long form.
 _KEY: dict[str, str] = {k: v.lower() for k, v in _CANONICAL.items()}
+# (key, canonical name) of the known names in the spellings met on the wire (lower case,
+# canonical, upper case): the parser's one dict look-up per field, no lower() call for them.
+WIRE_NAMES: dict[str, tuple[str, str]] = {
+    spelling: (_KEY[spelling.lower()], _CANONICAL[spelling.lower()])
+    for low in _CANONICAL
+    for spelling in (low, low.upper(), _CANONICAL[low])
+}
+# The same for the native header splitter, which matches names in any letter case.
+WIRE_NAME_TABLE = NameTable({low: (_KEY[low], _CANONICAL[low]) for low in _CANONICAL})
 
 # Fields whose grammar is a comma-separated list (RFC 3261 §7.3.1 allows them to be
 # combined into one field, so they must be split to see every value).
@@ -90,7 +102,6 @@ LIST_HEADERS: frozenset[str] = frozenset({
 })
 
 # RFC 3261 §25.1: token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~")
-_TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 # gen-value = token / host / quoted-string (quoted strings are handled apart):
 # token characters plus the brackets and colons of an IPv6 reference.
 _GEN_VALUE_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~\[\]:]+")
@@ -99,14 +110,14 @@ _CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 def is_token(text: str) -> bool:
     """True when ``text`` is a non-empty RFC 3261 token."""
-    return _TOKEN_RE.fullmatch(text) is not None
+    return native_is_token(text)
 
 
 def has_bad_controls(value: str) -> bool:
     """True when ``value`` holds a control character that RFC 3261 §25.1 does
     not allow there: CR and LF never (they would end the field), other
     controls (but HTAB) only as a quoted-pair inside a quoted string."""
-    if _CONTROL_RE.search(value) is None:
+    if not has_controls(value):
         return False
     in_quote = False
     i = 0
@@ -132,6 +143,9 @@ def has_bad_controls(value: str) -> bool:
 
 
 def _key(name: str) -> str:
+    info = WIRE_NAMES.get(name)
+    if info is not None:
+        return info[0]
     low = name.lower()
     return _KEY.get(low, low)
 
@@ -240,6 +254,15 @@ def parse_params(text: str, what: str = "header") -> dict[str, str | None]:
     (leading whitespace allowed). Names are lower-cased; values are kept
     verbatim (a quoted-string keeps its quotes) so they re-serialise exactly.
     """
+    plain = parse_plain_params(text)
+    if plain is not None:
+        # No whitespace, no quotes, nothing empty: the native scanner did it all.
+        return plain
+    return _parse_params_general(text, what)
+
+
+def _parse_params_general(text: str, what: str) -> dict[str, str | None]:
+    """parse_params for any text, with every rule (LWS, quoted values) and the errors."""
     params: dict[str, str | None] = {}
     s = text.strip()
     if not s:
@@ -265,7 +288,7 @@ def parse_params(text: str, what: str = "header") -> dict[str, str | None]:
     for piece in pieces[1:]:
         name, eq, value = piece.partition("=")
         name = name.strip()
-        if not _TOKEN_RE.fullmatch(name):
+        if not native_is_token(name):
             raise SipParseError(f"Bad Request: malformed {what} parameter")
         key = name.lower()
         if not eq:
@@ -303,20 +326,43 @@ class Headers:
         for name, value in items:
             self.add(name, value)
 
+    @classmethod
+    def _from_wire(cls, fields: list[tuple[str, str, str]], index: dict[str, list[str]]) -> Headers:
+        """Headers as native.sipscan split them off the wire: ``fields`` as in ``_fields``
+        and their look-up index, both already built (and then owned by the new object)."""
+        h = cls.__new__(cls)
+        h._fields = fields
+        h._version = len(fields)
+        h._index = index
+        return h
+
     @staticmethod
     def _check(name: str, value: str) -> None:
         # A CR or LF in a value would let a caller inject header fields.
-        if not _TOKEN_RE.fullmatch(name):
+        if name not in WIRE_NAMES and not native_is_token(name):
             raise ValueError(f"invalid header name {name!r}")
         if has_bad_controls(value):
             raise ValueError(f"control character in the value of header {name}")
 
     def _append_trusted(self, name: str, value: str) -> None:
         """Add a field whose name and value the caller already checked."""
-        low = name.lower()
-        self._fields.append((_KEY.get(low, low), _CANONICAL.get(low, name), value))
+        info = WIRE_NAMES.get(name)
+        if info is None:
+            low = name.lower()
+            info = (_KEY.get(low, low), _CANONICAL.get(low, name))
+        self._append_field((info[0], info[1], value))
+
+    def _append_field(self, field: tuple[str, str, str]) -> None:
+        """Add a ``(key, canonical name, value)`` field, keeping the index if there is one."""
+        self._fields.append(field)
         self._version += 1
-        self._index = None
+        index = self._index
+        if index is not None:
+            values = index.get(field[0])
+            if values is None:
+                index[field[0]] = [field[2]]
+            else:
+                values.append(field[2])
 
     def _append_parsed(self, name: str, value: str) -> bool:
         """Add a field read off the wire (value already checked); False when
@@ -324,7 +370,7 @@ class Headers:
         low = name.lower()
         key = _KEY.get(low)
         if key is None:
-            if not _TOKEN_RE.fullmatch(name):
+            if not native_is_token(name):
                 return False
             key = low
         self._fields.append((key, _CANONICAL.get(low, name), value))
@@ -391,18 +437,27 @@ class Headers:
 
     def get(self, name: str) -> str | None:
         """The value of the first field of that name, or None."""
-        values = self._lookup().get(_key(name))
+        index = self._index
+        if index is None:
+            index = self._lookup()
+        values = index.get(_key(name))
         return values[0] if values else None
 
     def get_fields(self, name: str) -> list[str]:
         """The value of every field of that name, unsplit."""
-        return list(self._lookup().get(_key(name), ()))
+        index = self._index
+        if index is None:
+            index = self._lookup()
+        return list(index.get(_key(name), ()))
 
     def get_all(self, name: str) -> list[str]:
         """Every value of that name, splitting comma-separated lists for the
         fields whose grammar is a list (RFC 3261 §7.3.1)."""
         key = _key(name)
-        values = self._lookup().get(key, ())
+        index = self._index
+        if index is None:
+            index = self._lookup()
+        values = index.get(key, ())
         if key not in LIST_HEADERS:
             return list(values)
         out: list[str] = []
@@ -417,7 +472,10 @@ class Headers:
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        return _key(name) in self._lookup()
+        index = self._index
+        if index is None:
+            index = self._lookup()
+        return _key(name) in index
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         for _, name, value in self._fields:

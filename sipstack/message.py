@@ -11,15 +11,18 @@ the headers change.
 
 from __future__ import annotations
 
+import functools
+import os
 import re
-import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from native.sipscan import find_head_end, is_call_id, serialize_message, split_header_block
+
 from sipstack.errors import SipParseError
-from sipstack.headers import Headers, has_bad_controls, is_token
-from sipstack.uri import NameAddr, SipUri, Uri, Via, parse_uri, parse_via_list
+from sipstack.headers import WIRE_NAME_TABLE, Headers, has_bad_controls, is_token
+from sipstack.uri import URI_CACHE_SIZE, NameAddr, SipUri, Uri, Via, copy_uri, parse_uri, parse_via_list
 
 __all__ = [
     "CSeq",
@@ -97,9 +100,6 @@ _VERSION_RE = re.compile(r"SIP/(\d{1,4})\.(\d{1,4})", re.IGNORECASE)
 _CTL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # The same but for CR and LF, which separate the lines of a header block.
 _CTL_IN_BLOCK_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-# callid = word [ "@" word ] (RFC 3261 §25.1)
-_WORD = r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+"
-_CALL_ID_RE = re.compile(rf"{_WORD}(?:@{_WORD})?")
 _CSEQ_RE = re.compile(r"(\d+)[ \t]+([A-Za-z0-9\-.!%*_+`'~]+)")
 # RFC 3261 §25.1 rfc1123-date; the zone MUST be "GMT" (§20.17).
 _DATE_RE = re.compile(
@@ -125,7 +125,14 @@ def _bad(what: str, headers: Headers | None = None) -> SipParseError:
 
 
 def _parse_cseq(value: str) -> CSeq:
-    m = _CSEQ_RE.fullmatch(value.strip(" \t"))
+    text = value.strip(" \t")
+    number, space, method = text.partition(" ")
+    if space and len(number) <= 10 and number.isdigit() and number.isascii() and is_token(method):
+        # "1 REGISTER", as written in practice: no regular expression needed.
+        if int(number) > _MAX_CSEQ:
+            raise _bad("CSeq number out of range")
+        return CSeq(int(number), method)
+    m = _CSEQ_RE.fullmatch(text)
     if m is None:
         raise _bad("malformed CSeq")
     digits = m.group(1)
@@ -141,11 +148,84 @@ def _parse_small_int(value: str, limit: int, name: str) -> int:
     return int(v)
 
 
+# The parsers behind the header views: each reads the Headers it is given and raises
+# SipParseError when the header is missing, repeated or malformed.
+
+
+def _single(h: Headers, key: str, name: str) -> str:
+    """The value of a header that must be present exactly once (``key``: its look-up key)."""
+    values = h._lookup().get(key)
+    if not values:
+        raise _bad(f"missing {name} header")
+    if len(values) > 1:
+        raise _bad(f"more than one {name} header")
+    return values[0]
+
+
+def _optional_small_int(h: Headers, key: str, name: str, limit: int) -> int | None:
+    values = h._lookup().get(key)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise _bad(f"more than one {name} header")
+    return _parse_small_int(values[0], limit, name)
+
+
+def _parse_call_id(h: Headers) -> str:
+    value = _single(h, "call-id", "Call-ID").strip(" \t")
+    if not is_call_id(value):
+        raise _bad("malformed Call-ID")
+    return value
+
+
+def _parse_cseq_header(h: Headers) -> CSeq:
+    return _parse_cseq(_single(h, "cseq", "CSeq"))
+
+
+def _parse_from(h: Headers) -> NameAddr:
+    return NameAddr.parse(_single(h, "from", "From"))
+
+
+def _parse_to(h: Headers) -> NameAddr:
+    return NameAddr.parse(_single(h, "to", "To"))
+
+
 def _parse_vias(h: Headers) -> list[Via]:
     out: list[Via] = []
-    for value in h.get_fields("Via"):
-        out.extend(parse_via_list(value))
+    for value in h._lookup().get("via", ()):
+        if "," in value:
+            out.extend(parse_via_list(value))
+        else:
+            # One via-parm: what parse_via_list would find, without splitting.
+            value = value.strip()
+            if value:
+                out.append(Via.parse(value))
     return out
+
+
+def _parse_contacts(h: Headers) -> list[NameAddr]:
+    values = h.get_all("Contact")
+    if values == ["*"]:
+        return []
+    if "*" in values:
+        raise _bad("Contact * mixed with other contacts")
+    return [NameAddr.parse(v) for v in values]
+
+
+def _parse_routes(h: Headers) -> list[NameAddr]:
+    return [NameAddr.parse(v) for v in h.get_all("Route")]
+
+
+def _parse_record_routes(h: Headers) -> list[NameAddr]:
+    return [NameAddr.parse(v) for v in h.get_all("Record-Route")]
+
+
+def _parse_max_forwards(h: Headers) -> int | None:
+    return _optional_small_int(h, "max-forwards", "Max-Forwards", 255)
+
+
+def _parse_expires(h: Headers) -> int | None:
+    return _optional_small_int(h, "expires", "Expires", _MAX_DELTA_SECONDS)
 
 
 class Message:
@@ -165,47 +245,30 @@ class Message:
         self._cache[key] = (h, h._version, value)
         return value
 
-    @staticmethod
-    def _single(h: Headers, name: str) -> str:
-        values = h.get_fields(name)
-        if not values:
-            raise _bad(f"missing {name} header")
-        if len(values) > 1:
-            raise _bad(f"more than one {name} header")
-        return values[0]
-
     @property
     def call_id(self) -> str:
         """The Call-ID (RFC 3261 §20.8)."""
-
-        def parse(h: Headers) -> str:
-            value = self._single(h, "Call-ID").strip(" \t")
-            if not _CALL_ID_RE.fullmatch(value):
-                raise _bad("malformed Call-ID")
-            return value
-
-        return self._cached("call-id", parse)
+        return self._cached("call-id", _parse_call_id)
 
     @property
     def cseq(self) -> CSeq:
         """The CSeq (RFC 3261 §20.16). Treat the returned object as read-only."""
-        return self._cached("cseq", lambda h: _parse_cseq(self._single(h, "CSeq")))
+        return self._cached("cseq", _parse_cseq_header)
 
     @property
     def from_addr(self) -> NameAddr:
         """The From header (RFC 3261 §20.20). Treat it as read-only: change the
         header to change the message."""
-        return self._cached("from", lambda h: NameAddr.parse(self._single(h, "From")))
+        return self._cached("from", _parse_from)
 
     @property
     def to_addr(self) -> NameAddr:
         """The To header (RFC 3261 §20.39). Read-only, like from_addr."""
-        return self._cached("to", lambda h: NameAddr.parse(self._single(h, "To")))
+        return self._cached("to", _parse_to)
 
     @property
     def vias(self) -> list[Via]:
         """Every Via value, topmost first (RFC 3261 §20.42)."""
-
         return list(self._cached("via", _parse_vias))
 
     @property
@@ -219,60 +282,33 @@ class Message:
     @property
     def is_wildcard_contact(self) -> bool:
         """True for ``Contact: *`` (RFC 3261 §10.2.2, REGISTER only)."""
-        return [v.strip(" \t") for v in self.headers.get_fields("Contact")] == ["*"]
+        values = self.headers._lookup().get("contact")
+        return values is not None and len(values) == 1 and values[0].strip(" \t") == "*"
 
     @property
     def contacts(self) -> list[NameAddr]:
         """Every Contact value; an empty list for ``*`` or no Contact."""
-
-        def parse(h: Headers) -> list[NameAddr]:
-            values = h.get_all("Contact")
-            if values == ["*"]:
-                return []
-            if "*" in values:
-                raise _bad("Contact * mixed with other contacts")
-            return [NameAddr.parse(v) for v in values]
-
-        return list(self._cached("contact", parse))
+        return list(self._cached("contact", _parse_contacts))
 
     @property
     def routes(self) -> list[NameAddr]:
         """Every Route value, in order (RFC 3261 §20.34)."""
-        return list(self._cached("route", lambda h: [NameAddr.parse(v) for v in h.get_all("Route")]))
+        return list(self._cached("route", _parse_routes))
 
     @property
     def record_routes(self) -> list[NameAddr]:
         """Every Record-Route value, in order (RFC 3261 §20.30)."""
-        return list(self._cached(
-            "record-route", lambda h: [NameAddr.parse(v) for v in h.get_all("Record-Route")]))
+        return list(self._cached("record-route", _parse_record_routes))
 
     @property
     def max_forwards(self) -> int | None:
         """Max-Forwards (0-255, RFC 3261 §20.22), None when absent."""
-
-        def parse(h: Headers) -> int | None:
-            values = h.get_fields("Max-Forwards")
-            if not values:
-                return None
-            if len(values) > 1:
-                raise _bad("more than one Max-Forwards header")
-            return _parse_small_int(values[0], 255, "Max-Forwards")
-
-        return self._cached("max-forwards", parse)
+        return self._cached("max-forwards", _parse_max_forwards)
 
     @property
     def expires(self) -> int | None:
         """The Expires header in seconds (RFC 3261 §20.19), None when absent."""
-
-        def parse(h: Headers) -> int | None:
-            values = h.get_fields("Expires")
-            if not values:
-                return None
-            if len(values) > 1:
-                raise _bad("more than one Expires header")
-            return _parse_small_int(values[0], _MAX_DELTA_SECONDS, "Expires")
-
-        return self._cached("expires", parse)
+        return self._cached("expires", _parse_expires)
 
     @property
     def content_type(self) -> str | None:
@@ -285,7 +321,13 @@ class Message:
 
     def to_bytes(self) -> bytes:
         """The message as sent on the wire, with a correct Content-Length."""
-        lines = [self._start_line()]
+        start_line = self._start_line()
+        if type(self.body) is bytes:
+            # All-ASCII text (nearly every message) is copied into the bytes natively.
+            wire = serialize_message(start_line, self.headers._fields, self.body)
+            if wire is not None:
+                return wire
+        lines = [start_line]
         length = str(len(self.body))
         wrote_length = False
         for key, name, value in self.headers._fields:
@@ -340,18 +382,12 @@ class Response(Message):
 # --- parsing ---------------------------------------------------------------
 
 
-def _find_head_end(data: bytes, start: int) -> tuple[int, int]:
-    """(end of the header block, start of the body), or (-1, -1)."""
-    crlf = data.find(b"\r\n\r\n", start)
-    lf = data.find(b"\n\n", start)
-    if lf >= 0 and (crlf < 0 or lf < crlf):
-        return lf, lf + 2
-    if crlf >= 0:
-        return crlf, crlf + 4
-    return -1, -1
+_LINE_BREAKS = (b"\r", b"\n")
 
 
 def _check_version(text: str, headers: Headers | None) -> str:
+    if text == "SIP/2.0":
+        return text
     m = _VERSION_RE.fullmatch(text)
     if m is None:
         raise _bad("malformed SIP-Version", headers)
@@ -365,11 +401,14 @@ def parse_message(data: bytes) -> Request | Response:
     requires of it. Raises SipParseError carrying the status to answer."""
     if len(data) > MAX_MESSAGE_SIZE:
         raise SipParseError("Message Too Large", 513)
+    if type(data) is not bytes:
+        data = bytes(data)  # a bytearray or memoryview: the scanners read bytes
     # RFC 3261 §7.5: CRLFs before the start-line are ignored.
     start = 0
-    while data[start:start + 1] in (b"\r", b"\n") and start < len(data):
-        start += 1
-    head_end, body_start = _find_head_end(data, start)
+    if data[:1] in _LINE_BREAKS:
+        while data[start:start + 1] in _LINE_BREAKS and start < len(data):
+            start += 1
+    head_end, body_start = find_head_end(data, start)
     if head_end < start:
         if not data[start:].strip():
             raise _bad("empty message")
@@ -378,6 +417,43 @@ def parse_message(data: bytes) -> Request | Response:
         head = data[start:head_end].decode("utf-8")
     except UnicodeDecodeError:
         raise _bad("header block is not valid UTF-8") from None
+    scanned = split_header_block(head, WIRE_NAME_TABLE, MAX_HEADER_FIELDS, MAX_LINE_LENGTH)
+    if scanned is None:
+        # Not a plain block (folding, bare LF line ends, a control character, a bad name,
+        # a limit reached): the full parser finds what is wrong, or unfolds what is legal.
+        start_line, headers = _split_header_block(head)
+    else:
+        start_line, fields, index = scanned
+        headers = Headers._from_wire(fields, index)
+
+    message: Request | Response
+    if start_line[:4].upper() == "SIP/":
+        message = _parse_status_line(start_line, headers)
+    else:
+        message = _parse_request_line(start_line, headers)
+
+    body = data[body_start:]
+    length_values = headers._lookup().get("content-length")
+    if length_values:
+        if len(length_values) > 1 and len({v.strip(" \t") for v in length_values}) > 1:
+            raise _bad("conflicting Content-Length headers", headers)
+        length_text = length_values[0].strip(" \t")
+        if not length_text.isdigit() or not length_text.isascii() or len(length_text) > 10:
+            raise _bad("malformed Content-Length", headers)
+        length = int(length_text)
+        if length > len(body):
+            raise _bad("Content-Length larger than the message body", headers)
+        # RFC 3261 §18.3: octets after the declared body are discarded.
+        body = body[:length]
+    message.body = body
+    _validate(message)
+    return message
+
+
+def _split_header_block(head: str) -> tuple[str, Headers]:
+    """The start-line and header fields of a header block, every RFC 3261 §7.3 rule
+    applied: the reference for native.sipscan.split_header_block and the parser of
+    what it leaves alone."""
     crlf = "\r" in head
     lines = head.split("\r\n") if crlf else head.split("\n")
     start_line = lines[0]
@@ -421,28 +497,7 @@ def parse_message(data: bytes) -> Request | Response:
     if pending_name is not None and not headers._append_parsed(pending_name, pending_value):
         raise _bad("malformed header name", headers)
 
-    message: Request | Response
-    if start_line[:4].upper() == "SIP/":
-        message = _parse_status_line(start_line, headers)
-    else:
-        message = _parse_request_line(start_line, headers)
-
-    body = data[body_start:]
-    length_values = headers.get_fields("Content-Length")
-    if length_values:
-        if len(length_values) > 1 and len({v.strip(" \t") for v in length_values}) > 1:
-            raise _bad("conflicting Content-Length headers", headers)
-        length_text = length_values[0].strip(" \t")
-        if not length_text.isdigit() or not length_text.isascii() or len(length_text) > 10:
-            raise _bad("malformed Content-Length", headers)
-        length = int(length_text)
-        if length > len(body):
-            raise _bad("Content-Length larger than the message body", headers)
-        # RFC 3261 §18.3: octets after the declared body are discarded.
-        body = body[:length]
-    message.body = body
-    _validate(message)
-    return message
+    return start_line, headers
 
 
 def _parse_status_line(line: str, headers: Headers) -> Response:
@@ -460,43 +515,70 @@ def _parse_status_line(line: str, headers: Headers) -> Response:
 
 
 def _parse_request_line(line: str, headers: Headers) -> Request:
+    try:
+        method, uri, version = _checked_request_line(line)
+    except SipParseError as exc:
+        exc.headers = headers
+        raise
+    return Request(method, copy_uri(uri), headers, b"", version)
+
+
+# Every REGISTER to a registrar, every request within a dialog repeats its Request-Line:
+# each distinct line is checked once (the URI is copied for each Request). Same bound as
+# the URI caches: new lines from an attacker only churn it.
+@functools.lru_cache(maxsize=URI_CACHE_SIZE)
+def _checked_request_line(line: str) -> tuple[str, Uri, str]:
     # Request-Line = Method SP Request-URI SP SIP-Version: exactly one SP
     # between the elements and none around them (RFC 4475 §3.1.2.8-10).
     parts = line.split(" ")
     if len(parts) != 3 or not all(parts):
-        raise _bad("malformed Request-Line", headers)
+        raise _bad("malformed Request-Line")
     method, uri_text, version_text = parts
-    version = _check_version(version_text, headers)
+    version = _check_version(version_text, None)
     if not is_token(method):
-        raise _bad("malformed method", headers)
+        raise _bad("malformed method")
     try:
         uri = parse_uri(uri_text)
     except SipParseError as exc:
-        raise _bad(f"malformed Request-URI ({exc.reason.removeprefix('Bad Request: ')})",
-                   headers) from None
+        raise _bad(f"malformed Request-URI ({exc.reason.removeprefix('Bad Request: ')})") from None
     if isinstance(uri, SipUri) and uri.headers:
         # RFC 3261 §19.1.1 table: headers are not allowed in a Request-URI.
-        raise _bad("Request-URI must not contain headers", headers)
-    return Request(method, uri, headers, b"", version)
+        raise _bad("Request-URI must not contain headers")
+    return method, uri, version
 
 
 def _validate(message: Request | Response) -> None:
     """RFC 3261 §8.1.1 mandatory headers, present once and well-formed."""
     h = message.headers
+    # The views parsed here go straight into the message's cache (as the properties
+    # would put them). From, To and Contact are only checked: their shared parse is
+    # cached by text, and the message's own copy is made when asked for.
+    stamp = (h, h._version)
+    cache = message._cache
     try:
-        # Each access parses and caches the view, raising if malformed.
-        cseq = message.cseq
-        _ = (message.call_id, message.from_addr, message.to_addr, message.max_forwards, message.expires)
-        vias = message._cached("via", _parse_vias)
+        cseq = _parse_cseq_header(h)
+        cache["cseq"] = (*stamp, cseq)
+        cache["call-id"] = (*stamp, _parse_call_id(h))
+        NameAddr.parse_shared(_single(h, "from", "From"))
+        NameAddr.parse_shared(_single(h, "to", "To"))
+        cache["max-forwards"] = (*stamp, _optional_small_int(h, "max-forwards", "Max-Forwards", 255))
+        cache["expires"] = (*stamp, _optional_small_int(h, "expires", "Expires", _MAX_DELTA_SECONDS))
+        vias = _parse_vias(h)
+        cache["via"] = (*stamp, vias)
         if not vias:
             raise _bad("missing Via header")
         if len(vias) > MAX_VIA_COUNT:
             raise SipParseError("Too Many Hops", 483)
-        contacts = message.contacts
-        for contact in contacts:
-            expires = contact.params.get("expires")
-            if expires is not None:
-                _parse_small_int(expires, _MAX_DELTA_SECONDS, "Contact expires")
+        contacts = h.get_all("Contact") if "contact" in h._lookup() else []
+        if contacts != ["*"]:
+            if "*" in contacts:
+                raise _bad("Contact * mixed with other contacts")
+            # Every value parses before any expires is looked at: the first error
+            # found is the one reported.
+            for contact in [NameAddr.parse_shared(value) for value in contacts]:
+                expires = contact.params.get("expires")
+                if expires is not None:
+                    _parse_small_int(expires, _MAX_DELTA_SECONDS, "Contact expires")
         if message.is_wildcard_contact and not isinstance(message, Request):
             raise _bad("Contact * in a response")
         date = h.get("Date")
@@ -512,6 +594,10 @@ def _validate(message: Request | Response) -> None:
 # --- building ----------------------------------------------------------------
 
 
+# RFC 3261 §8.2.6.2: header fields every response copies from its request (To apart).
+_COPIED_TO_RESPONSES = frozenset({"via", "from", "call-id", "cseq"})
+
+
 def make_response(request: Request, status: int, reason: str | None = None, *,
                   to_tag: str | None = None, headers: Iterable[tuple[str, str]] = (),
                   body: bytes = b"") -> Response:
@@ -521,16 +607,19 @@ def make_response(request: Request, status: int, reason: str | None = None, *,
     if not 100 <= status <= 699:
         raise ValueError(f"status code out of range: {status}")
     h = Headers()
-    rh = request.headers
-    for key, name, value in rh._fields:
-        if key in ("via", "from", "call-id", "cseq"):
-            h._append_trusted(name, value)
+    copied = h._fields
+    for f in request.headers._fields:
+        # Fields are (key, canonical name, value): copied as they are.
+        key = f[0]
+        if key in _COPIED_TO_RESPONSES:
+            copied.append(f)
         elif key == "to":
             if to_tag and status != 100 and request.to_addr.tag is None:
-                value = f"{value};tag={to_tag}"
-            h._append_trusted(name, value)
+                f = (key, f[1], f"{f[2]};tag={to_tag}")
+            copied.append(f)
         elif key == "timestamp" and status == 100:
-            h._append_trusted(name, value)
+            copied.append(f)
+    h._version = len(copied)
     for name, value in headers:
         h.add(name, value)
     if reason is None:
@@ -576,19 +665,23 @@ def response_for_error(error: SipParseError, *, to_tag: str | None = None) -> Re
     return Response(error.status, error.reason, out)
 
 
+# The random parts below come from os.urandom, the source the secrets module draws on
+# (called directly: a tag is drawn for nearly every response).
+
+
 def generate_tag() -> str:
     """A From/To tag with 64 random bits (RFC 3261 §19.3 asks for at least 32)."""
-    return secrets.token_hex(8)
+    return os.urandom(8).hex()
 
 
 def generate_branch() -> str:
     """A Via branch: the magic cookie then 96 random bits (RFC 3261 §8.1.1.7)."""
-    return BRANCH_MAGIC_COOKIE + secrets.token_hex(12)
+    return BRANCH_MAGIC_COOKIE + os.urandom(12).hex()
 
 
 def generate_call_id(host: str) -> str:
     """A globally unique Call-ID, ``random@host`` (RFC 3261 §8.1.1.4)."""
-    local = secrets.token_hex(16)
+    local = os.urandom(16).hex()
     host = host.strip("[]")
     if not host:
         return local

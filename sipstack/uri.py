@@ -13,6 +13,8 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
+from native.sipscan import split_plain_via
+
 from sipstack.errors import SipParseError
 from sipstack.headers import (
     find_quote_end,
@@ -30,6 +32,7 @@ __all__ = [
     "AbsoluteUri",
     "Uri",
     "parse_uri",
+    "copy_uri",
     "NameAddr",
     "Via",
     "parse_host_port",
@@ -121,6 +124,11 @@ def _parse_port(text: str) -> int:
     return port
 
 
+# Enough distinct URIs for every phone of a large site; an attacker sending endless new URIs
+# only churns the cache, whose entries are small.
+URI_CACHE_SIZE = 8192
+
+
 def _check_host(host: str) -> str:
     """Validate a host (brackets already removed for IPv6) and normalise it."""
     if not host:
@@ -140,9 +148,11 @@ def _check_host(host: str) -> str:
     return host.lower()
 
 
+@functools.lru_cache(maxsize=URI_CACHE_SIZE)
 def parse_host_port(text: str) -> tuple[str, int | None]:
     """Parse ``host[:port]`` where host may be an ``[IPv6]`` reference;
-    returns the host without brackets, lower-cased."""
+    returns the host without brackets, lower-cased. Cached: a client writes the
+    same sent-by in the Via of every request."""
     if text.startswith("["):
         end = text.find("]")
         if end < 0:
@@ -174,11 +184,6 @@ def _same_host(a: str, b: str) -> bool:
         except ValueError:
             return False
     return False
-
-
-# Enough distinct URIs for every phone of a large site; an attacker sending endless new URIs
-# only churns the cache, whose entries are small.
-URI_CACHE_SIZE = 8192
 
 
 @functools.lru_cache(maxsize=URI_CACHE_SIZE)
@@ -417,6 +422,17 @@ def parse_uri(text: str) -> Uri:
     return AbsoluteUri.parse(text)
 
 
+def _parse_uri_shared(text: str) -> Uri:
+    """parse_uri for the shared NameAddr parses: a SIP URI is the cached object itself,
+    not a copy (whoever gets a NameAddr of their own gets a copy of its URI then)."""
+    scheme = text.partition(":")[0].lower()
+    if scheme in ("sip", "sips"):
+        return _parse_sip_uri_cached(text)
+    if scheme == "tel":
+        return TelUri.parse(text)
+    return AbsoluteUri.parse(text)
+
+
 def _display_name_needs_quotes(name: str) -> bool:
     words = name.split(" ")
     return not all(w and is_token(w) for w in words)
@@ -439,9 +455,25 @@ class NameAddr:
 
     @classmethod
     def parse(cls, text: str) -> NameAddr:
+        """Parse a name-addr or addr-spec value with its header parameters."""
+        shared = _parse_name_addr_cached(text)
+        return cls(copy_uri(shared.uri), shared.display_name, dict(shared.params))
+
+    @staticmethod
+    def parse_shared(text: str) -> NameAddr:
+        """Like parse, but the object is shared with every other caller parsing the same
+        text (a cache: a phone sends the same From, To and Contact in every message), so it
+        must not be changed. For checking a value without paying for a copy."""
+        return _parse_name_addr_cached(text)
+
+    @classmethod
+    def _parse_uncached(cls, text: str) -> NameAddr:
         s = text.strip(" \t")
         if not s:
             raise _bad("empty address")
+        if s[0] == "<":
+            # <URI> and header parameters, the usual form: no display name to look for.
+            return cls._parse_bracketed(s, None)
         display: str | None = None
         if s[0] == '"':
             end = find_quote_end(s, 0)
@@ -471,7 +503,7 @@ class NameAddr:
         uri_text = uri_text.rstrip(" \t")
         if any(c in uri_text for c in ' \t,?"'):
             raise _bad("URI with special characters must be enclosed in <>")
-        uri = parse_uri(uri_text)
+        uri = _parse_uri_shared(uri_text)
         params = parse_params(";" + param_text, "address") if semi else {}
         return cls(uri, None, params)
 
@@ -480,7 +512,7 @@ class NameAddr:
         gt = s.find(">")
         if gt < 0:
             raise _bad("missing > after URI")
-        uri = parse_uri(s[1:gt])
+        uri = _parse_uri_shared(s[1:gt])
         rest = s[gt + 1:]
         params = parse_params(rest, "address") if rest.strip(" \t") else {}
         return cls(uri, display, params)
@@ -499,6 +531,21 @@ class NameAddr:
                 name = quote(name)
             out = f"{name} {out}"
         return out + format_params(self.params)
+
+
+@functools.lru_cache(maxsize=URI_CACHE_SIZE)
+def _parse_name_addr_cached(text: str) -> NameAddr:
+    return NameAddr._parse_uncached(text)
+
+
+def copy_uri(uri: Uri) -> Uri:
+    """A copy of ``uri`` whose parameters (and headers) can be changed independently."""
+    if isinstance(uri, SipUri):
+        return SipUri(uri.scheme, uri.user, uri.password, uri.host, uri.port, dict(uri.params),
+                      dict(uri.headers))
+    if isinstance(uri, TelUri):
+        return TelUri(uri.number, dict(uri.params))
+    return AbsoluteUri(uri.scheme, uri.text)
 
 
 def _relaxed_word(word: str) -> bool:
@@ -522,6 +569,24 @@ class Via:
     @classmethod
     def parse(cls, text: str) -> Via:
         s = text.strip(" \t")
+        plain = split_plain_via(s)
+        if plain is not None:
+            # Written as everybody writes it: one native scan finds every part.
+            name, version, transport, sent_by, params = plain
+            host, port = parse_host_port(sent_by)
+        else:
+            name, version, transport, host, port, params = cls._parse_parts(s)
+        rport = params.get("rport")
+        if rport is not None and not (_small_int_ok(rport, 65535) and int(rport) > 0):
+            raise _bad("malformed Via rport")
+        ttl = params.get("ttl")
+        if ttl is not None and not _small_int_ok(ttl, 255):
+            raise _bad("malformed Via ttl")
+        return cls(transport.upper(), host, port, params, f"{name.upper()}/{version}")
+
+    @staticmethod
+    def _parse_parts(s: str) -> tuple[str, str, str, str, int | None, dict[str, str | None]]:
+        """(protocol name, version, transport, host, port, params) of any via-parm."""
         # sent-protocol = protocol-name SLASH protocol-version SLASH transport,
         # SLASH = SWS "/" SWS
         first = s.find("/")
@@ -551,13 +616,7 @@ class Via:
             sent_by = "".join(sent_by.split())
         host, port = parse_host_port(sent_by)
         params = parse_params(rest[semi:], "Via") if semi >= 0 else {}
-        rport = params.get("rport")
-        if rport is not None and not (_small_int_ok(rport, 65535) and int(rport) > 0):
-            raise _bad("malformed Via rport")
-        ttl = params.get("ttl")
-        if ttl is not None and not _small_int_ok(ttl, 255):
-            raise _bad("malformed Via ttl")
-        return cls(transport.upper(), host, port, params, f"{name.upper()}/{version}")
+        return name, version, transport, host, port, params
 
     def __str__(self) -> str:
         return f"{self.protocol}/{self.transport} {self.sent_by}{format_params(self.params)}"

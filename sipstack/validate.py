@@ -15,7 +15,14 @@ SUPPORTED_URI_SCHEMES = frozenset({"sip", "sips", "tel"})
 
 
 def _option_tags(request: Request, name: str) -> list[str]:
+    if name not in request.headers:
+        return []
     return [tag for v in request.headers.get_all(name) for tag in (t.strip() for t in v.split(",")) if tag]
+
+
+def _tag(to_tag: str | None) -> str:
+    # Drawn only for a refusal: most requests pass and need none.
+    return generate_tag() if to_tag is None else to_tag
 
 
 def check_request(request: Request, *, supported: Collection[str], must_forward: bool = False,
@@ -32,27 +39,27 @@ def check_request(request: Request, *, supported: Collection[str], must_forward:
     unless the request's To already has one (RFC 3261 §8.2.6.2).
     """
     is_ack = request.method == "ACK"
-    if to_tag is None:
-        to_tag = generate_tag()
     try:
-        if not isinstance(request.uri, SipUri | TelUri):
+        if not isinstance(request.uri, (SipUri, TelUri)):
             # RFC 3261 §8.2.2.1 / §16.3: an ACK is never answered.
-            return None if is_ack else make_response(request, 416, to_tag=to_tag)
+            return None if is_ack else make_response(request, 416, to_tag=_tag(to_tag))
         if must_forward and request.max_forwards == 0:
-            return None if is_ack else make_response(request, 483, to_tag=to_tag)
+            return None if is_ack else make_response(request, 483, to_tag=_tag(to_tag))
         if is_ack or request.method == "CANCEL":
             return None
-        # Option tags are tokens, compared case-insensitively (RFC 3261 §7.3.1).
-        known = {t.lower() for t in supported}
         wanted = _option_tags(request, "Require")
         if must_forward:
             wanted += _option_tags(request, "Proxy-Require")
+        if not wanted:
+            return None
+        # Option tags are tokens, compared case-insensitively (RFC 3261 §7.3.1).
+        known = {t.lower() for t in supported}
         unsupported: list[str] = []
         for tag in wanted:
             if tag.lower() not in known and tag not in unsupported:
                 unsupported.append(tag)
         if unsupported:
-            return make_response(request, 420, to_tag=to_tag,
+            return make_response(request, 420, to_tag=_tag(to_tag),
                                  headers=[("Unsupported", ", ".join(unsupported))])
     except SipParseError as exc:
         if is_ack:

@@ -253,6 +253,20 @@ class TestNameAddr:
         assert addrs[1].uri.headers == {"h": "a,b"}
         assert addrs[2].params == {"expires": "60"}
 
+    def test_each_parse_is_an_independent_copy(self) -> None:
+        # Parses are cached by text (a phone repeats its From, To and Contact): changing one
+        # result must not change what the next parse of the same text returns.
+        text = "A <sip:a@b.example;transport=tcp>;tag=1"
+        first = NameAddr.parse(text)
+        assert isinstance(first.uri, SipUri)
+        first.params["tag"] = "changed"
+        first.uri.params["lr"] = None
+        first.display_name = "B"
+        again = NameAddr.parse(text)
+        assert str(again) == text and again is not first
+        assert NameAddr.parse_shared(text) == again
+        assert NameAddr.parse_shared(text) is NameAddr.parse_shared(text)
+
     @pytest.mark.parametrize("text", [
         "",
         '"unterminated <sip:a@b.example>',
@@ -296,6 +310,16 @@ class TestVia:
         assert via.port == 5061
         assert str(via) == "SIP/2.0/TCP [2001:db8::9]:5061;branch=z9hG4bKa"
 
+    @pytest.mark.parametrize(("spaced", "plain"), [
+        ("SIP / 2.0 / udp h.example : 5060 ; branch = z9hG4bK1 ; rport",
+         "SIP/2.0/UDP h.example:5060;branch=z9hG4bK1;rport"),
+        ("SIP/2.0/UDP\th.example ;Branch=z9hG4bK1;BRANCH=x", "SIP/2.0/UDP h.example;branch=z9hG4bK1"),
+        ("  SIP/2.0/TLS [::1]:5061;maddr=[::2];ttl=1  ", "SIP/2.0/TLS [::1]:5061;maddr=[::2];ttl=1"),
+    ])
+    def test_every_spelling_parses_to_the_same_via(self, spaced: str, plain: str) -> None:
+        # The plain spelling takes a one-match path, the others the general one (§25.1 LWS).
+        assert Via.parse(spaced) == Via.parse(plain)
+
     def test_round_trip_with_unknown_params(self) -> None:
         text = "SIP/2.0/WSS df7jal23ls0d.invalid;branch=z9hG4bKasudf;alias;x-foo=\"a b\""
         via = Via.parse(text)
@@ -312,6 +336,11 @@ class TestVia:
         "SIP/2.0/UDP host;rport=" + "9" * 5000,
         "SIP/2.0/UDP host;rport=0",
         "SIP/2.0/UDP host;ttl=256",
+        "SIP/2.0/UDP host;",
+        "SIP/2.0/UDP host;branch=",
+        "SIP/2.0/UDP/x host",
+        "SIP/2.0/UDP 01.2.3.4",
+        "SIP/2.0/UDP a/b;branch=x",
     ])
     def test_malformed(self, text: str) -> None:
         with pytest.raises(SipParseError):
