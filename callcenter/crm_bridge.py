@@ -1,0 +1,86 @@
+"""`acd.lookups.CrmLookups` over the CRM: the composition root is the one place that knows both.
+
+Look-ups run as the CRM's SYSTEM actor (the caller is not a signed-in user); their answers
+only go back to the caller who proved they hold the number or the member/order number.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from acd.lookups import CallerInfo
+from crm.access import SYSTEM
+from crm.appointments import AppointmentQuery, AppointmentStatus
+from crm.errors import CrmError
+from crm.members import Member, MemberQuery
+from crm.service import Crm
+
+log = logging.getLogger(__name__)
+
+
+class CrmBridge:
+    def __init__(self, crm: Crm) -> None:
+        self._crm = crm
+
+    async def caller(self, number: str) -> CallerInfo | None:
+        try:
+            card = await self._crm.members.lookup_by_caller_id(SYSTEM, number, recent=1)
+        except CrmError as exc:
+            log.info("caller look-up of %r: %s", number, exc)
+            return None
+        if card is None:
+            return None
+        m = card.member
+        return CallerInfo(m.id, m.name, card.level_rank or 0, m.blacklisted, m.points_balance)
+
+    async def ivr_lookup(self, query: str, key: str) -> dict[str, str] | None:
+        key = key.strip()
+        if not key:
+            return None
+        try:
+            if query in ("member_points", "caller_member"):
+                member = await self._member(key)
+                if member is None:
+                    return None
+                info = await self.caller(member.primary_phone.e164 if member.primary_phone else key)
+                return {"member_id": str(member.id), "name": member.name, "points": str(member.points_balance),
+                        "vip_level": str(info.vip_rank if info else 0), "blacklisted": "1" if member.blacklisted else "0"}
+            if query == "workorder_status" and key.isdigit():
+                order = await self._crm.work_orders.get(SYSTEM, int(key))
+                return {"status": order.status.value, "appointment_at": order.appointment_at or ""}
+            if query == "order_status" and key.isdigit():
+                sale = await self._crm.orders.get(SYSTEM, int(key))
+                return {"status": sale.status.value, "amount": f"{sale.total_cents / 100:.2f}"}
+            if query == "next_appointment":
+                member = await self._member(key)
+                if member is None:
+                    return None
+                page = await self._crm.appointments.search(SYSTEM, AppointmentQuery(
+                    member_id=member.id, status=AppointmentStatus.BOOKED, starts_from=self._crm.clock.now()), limit=1)
+                if not page.items:
+                    return None
+                return {"when": datetime.fromisoformat(page.items[0].starts_at).isoformat(), "name": member.name}
+        except CrmError as exc:       # not found, not visible: the caller hears "not found"
+            log.info("IVR look-up %s %r: %s", query, key, exc)
+            return None
+        return None
+
+    async def voice_message(self, *, caller: str, ticket_type: str, recording: str, call_uuid: str) -> int:
+        now = self._crm.clock.now()
+        record = await self._crm.timeline.record_call(
+            SYSTEM, direction="inbound", caller=caller, callee="ivr", started_at=now, disposition="ANSWERED",
+            recording_ref=recording, call_uuid=f"{call_uuid}:message")
+        ticket = await self._crm.tickets.create(
+            SYSTEM, ticket_type=ticket_type, subject=f"语音留言 / voice message {caller}",
+            description=f"IVR voice message, recording {recording}", member_id=record.member_id,
+            channel="ivr", contact_phone=caller, call_id=record.id)
+        return ticket.id
+
+    async def _member(self, key: str) -> Member | None:
+        card = await self._crm.members.lookup_by_caller_id(SYSTEM, key, recent=1)
+        if card is not None:
+            return card.member
+        page = await self._crm.members.search(SYSTEM, MemberQuery(text=key), limit=2)
+        exact = [m for m in page.items if m.card_no == key]
+        return exact[0] if exact else None
