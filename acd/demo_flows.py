@@ -34,7 +34,10 @@ MAIN_IVR: dict[str, Any] = {
         "stores": {"type": "play", "prompts": ["ivr/store-hours"], "next": "menu"},
         "offers": {"type": "play", "prompts": ["ivr/promotions"], "next": "menu"},
         "complaint": {"type": "message", "prompts": ["ivr/leave-message"], "ticket_type": "complaint",
-                      "max_seconds": 120, "next": "saved"},
+                      "max_seconds": 120, "next": "check-saved"},
+        # Never claim a message was kept when the recording failed: hand the caller to a person.
+        "check-saved": {"type": "condition", "test": "var", "argument": "message_saved=1", "then": "saved",
+                        "else": "agent"},
         "saved": {"type": "play", "prompts": ["ivr/message-saved"], "next": "bye"},
         "agent": {"type": "condition", "test": "vip", "argument": "3", "then": "agent-vip", "else": "agent-service"},
         "agent-vip": {"type": "queue", "prompts": ["ivr/transfer-agent"], "queue": "8002", "skills": {"vip": 1}},

@@ -16,6 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from acd.say import LANGUAGES, prompt_names_for_numbers
 
 SOUNDS = Path(__file__).resolve().parent / "sounds"
@@ -122,7 +124,6 @@ def sound_path(language: str, name: str, root: Path = SOUNDS) -> Path:
 def generate(root: Path = SOUNDS, only_missing: bool = False) -> int:
     """Synthesise every prompt with eSpeak NG into 8 kHz WAV files; returns how many were written."""
     import av  # PyAV's libswresample for the 22.05 kHz -> 8 kHz conversion
-    import numpy as np
     import soundfile
 
     voices = {"zh-CN": "cmn", "en": "en-us"}
@@ -144,14 +145,43 @@ def generate(root: Path = SOUNDS, only_missing: bool = False) -> int:
             chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
             soundfile.write(target, _tidy(np.concatenate(chunks)), RATE, subtype="ULAW")
             written += 1
+    moh = root / "moh" / "default.wav"
+    if not (only_missing and moh.exists()):
+        moh.parent.mkdir(parents=True, exist_ok=True)
+        soundfile.write(moh, compose_hold_music(), RATE, subtype="ULAW")
+        written += 1
     return written
+
+
+def compose_hold_music(seconds_per_chord: float = 60 / 84 * 8) -> np.ndarray:
+    """The default music on hold (`sounds/moh/default.wav`): a soft arpeggio over I-V-vi-IV in
+    C major with a bass pad, composed here so it carries no one else's rights. ~46 s loop."""
+    chords = ((60, 64, 67, 72), (55, 59, 62, 67), (57, 60, 64, 69), (53, 57, 60, 65))
+    eighth = seconds_per_chord / 16
+    bars = []
+    for round_ in range(2):
+        for chord in chords:
+            bar = np.zeros(int(RATE * seconds_per_chord))
+            for i, k in enumerate((0, 1, 2, 3, 2, 1, 2, 3) * 2):
+                midi = chord[k] + (12 if round_ and i % 4 == 3 else 0)
+                t = np.arange(int(RATE * eighth * 3)) / RATE
+                f = 440 * 2 ** ((midi - 69) / 12)
+                tone = np.sin(2 * np.pi * f * t) + 0.3 * np.sin(4 * np.pi * f * t) + 0.1 * np.sin(6 * np.pi * f * t)
+                tone *= 0.35 * np.exp(-t * 2.2) * (1 - np.exp(-t * 60))
+                start = int(i * RATE * eighth)
+                end = min(len(bar), start + len(tone))
+                bar[start:end] += tone[:end - start]
+            t = np.arange(len(bar)) / RATE
+            bass = 440 * 2 ** ((chord[0] - 12 - 69) / 12)
+            bar += 0.25 * np.sin(2 * np.pi * bass * t) * np.minimum(1, t * 4) * np.minimum(1, (t[-1] - t) * 4)
+            bars.append(bar)
+    music = np.concatenate(bars)
+    return (music / np.abs(music).max() * 0.6 * 32767).astype(np.int16)
 
 
 def _tidy(pcm):
     """Peak at -3 dBFS (eSpeak output clips) and at most 40 ms of silence at either end, so
     concatenated read-outs (digits, amounts) flow without gaps."""
-    import numpy as np
-
     level = np.abs(pcm.astype(np.int32))
     loud = np.nonzero(level > 400)[0]
     if len(loud):
