@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from bench.common import CLOCK_TICKS, cpu_seconds, machine_info, rss_mb, thread_cpu_seconds, write_result
+from bench.rtpengine import RtpEngine
 from mediacore import MediaEngine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -223,6 +224,36 @@ async def _run_baseline(args: argparse.Namespace) -> dict:
             await relay.wait()
 
 
+async def _run_rtpengine(args: argparse.Namespace) -> dict:
+    rtpengine = RtpEngine(args.bind, args.port_min, args.port_max)
+    await rtpengine.start()
+    try:
+        assert rtpengine.proc is not None
+        # Placeholder far ends (the discard port): the generator needs rtpengine's ports before
+        # it tells us its own, and rtpengine (immediate endpoint learning) then sends each
+        # stream back to where its packets come from, as it does for phones behind NAT.
+        relay_ports: list[int] = []
+        for i in range(args.calls):
+            relay_ports += await rtpengine.call(f"bench-{i}", 9, 9)
+
+        async def configure(ports: list[int]) -> None:
+            pass
+
+        pid = rtpengine.proc.pid
+        result, cpu, wall = await _measure(args, relay_ports, configure, lambda: cpu_seconds(pid), pid)
+        relayed = result["packets_received"]    # rtpengine keeps no per-run count; what arrived
+        result.update(
+            packets_relayed=relayed,
+            cpu_pct=round(100 * cpu / wall, 1),
+            cpu_us_per_packet=round(1e6 * cpu / relayed, 3) if relayed else None,
+            rss_peak_mb=round(rss_mb(pid), 1),
+            forwarding="userspace (--table=-1)",
+        )
+        return result
+    finally:
+        await rtpengine.stop()
+
+
 async def _run(args: argparse.Namespace) -> dict:
     engine = await _run_engine(args)
     results = {
@@ -235,6 +266,11 @@ async def _run(args: argparse.Namespace) -> dict:
         results["baseline"] = baseline
         if baseline["cpu_us_per_packet"] and results["cpu_us_per_packet"]:
             results["ratio_to_baseline"] = round(results["cpu_us_per_packet"] / baseline["cpu_us_per_packet"], 2)
+    if args.rtpengine:
+        reference = await _run_rtpengine(args)
+        results["rtpengine"] = reference
+        if reference["cpu_us_per_packet"] and results["cpu_us_per_packet"]:
+            results["ratio_to_rtpengine"] = round(results["cpu_us_per_packet"] / reference["cpu_us_per_packet"], 2)
     results["goal_met"] = (
         args.calls >= GOAL_CALLS
         and results["rtp_loss_pct"] < GOAL_LOSS_PCT
@@ -254,6 +290,7 @@ async def _run(args: argparse.Namespace) -> dict:
             "bind": args.bind,
             "rtp_ports": f"{args.port_min}-{args.port_max}",
             "baseline": args.baseline,
+            "rtpengine": args.rtpengine,
         },
         "results": results,
         "machine": machine_info(),
@@ -265,6 +302,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--calls", type=int, default=200, help="bidirectional calls (2 streams each)")
     p.add_argument("--duration", type=float, default=20.0, help="seconds of load")
     p.add_argument("--baseline", action="store_true", help="also measure the bare C relay")
+    p.add_argument("--rtpengine", action="store_true",
+                   help="also relay the same load through rtpengine (Debian rtpengine-daemon), userspace")
     p.add_argument("--transcode", action="store_true", help="µ-law on one leg, A-law on the other")
     # Two sockets (all A legs' far ends on one, all B legs' on the other, like two media
     # gateways) cost the generator, and the relay's wake-ups of it, least: on 2 cores the
