@@ -12,6 +12,7 @@ SCENARIOS = {
     "concurrent": ("bench.calls", "main_concurrent"),
     "crm": ("bench.crm", "main"),
     "acd": ("bench.acd", "main"),
+    "web": ("bench.web", "main"),
 }
 
 

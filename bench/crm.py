@@ -68,8 +68,9 @@ async def _create_schema(path: Path) -> None:
         await conn.close()
 
 
-def seed(path: Path, count: int, rng: random.Random) -> dict[str, Any]:
-    """Bulk-insert `count` members with phones, tags and name n-grams; return what queries need."""
+def seed(path: Path, count: int, rng: random.Random, *, first_id: int = 1) -> dict[str, Any]:
+    """Bulk-insert `count` members (ids from `first_id`) with phones, tags and name n-grams;
+    return what queries need."""
     from crm.members import name_grams, name_key
 
     conn = sqlite3.connect(path, isolation_level=None)
@@ -84,7 +85,7 @@ def seed(path: Path, count: int, rng: random.Random) -> dict[str, Any]:
     for start in range(0, count, CHUNK):
         members, phones, tags, grams = [], [], [], []
         for i in range(start, min(count, start + CHUNK)):
-            member_id = i + 1
+            member_id = first_id + i
             name = rng.choice(SURNAMES) + "".join(rng.choices(GIVEN, k=rng.choice((1, 2, 2))))
             key = name_key(name)
             level = rng.choices(levels, weights)[0]
