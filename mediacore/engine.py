@@ -12,6 +12,13 @@ an eventfd watched with `loop.add_reader`.
     engine.set_remote(a, "192.0.2.10", 40000)                  # from the SDP c=/m= lines
     engine.set_remote(b, "192.0.2.20", 50000)
     engine.connect(a, b)                                       # both directions, transcoding
+    engine.play_file(a, "/prompts/welcome.wav")                # PromptDone when finished
+    engine.send_dtmf(b, "123#")                                # RFC 4733 events toward b
+
+A leg stays a packet relay (nothing decoded) unless its audio is needed as PCM: a prompt or tone
+playing to it, `echo`, a PCM port (`create_pcm_port`, for the WebRTC bridge) or a peer of
+another codec family. Then the engine runs it through a jitter buffer and 20 ms frames at
+`BUS_RATE` (see native/framepath.pyx).
 """
 
 from __future__ import annotations
@@ -24,10 +31,16 @@ import os
 import secrets
 import socket
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
 
 from mediacore.errors import MediaError
-from mediacore.events import EngineFailure, MediaEvent, RtpTimeout, StreamStats
+from mediacore.events import DtmfDigit, EngineFailure, MediaEvent, PromptDone, RtpTimeout, StreamStats
+from mediacore.prompts import BUS_RATE, PromptCache
+from mediacore.tones import render_tone, tone_spec
 from native import engine as _native
 
 log = logging.getLogger(__name__)
@@ -45,6 +58,19 @@ DSCP_EF_TOS = 46 << 2
 _RTCP_CONFLICT_PTS = range(64, 96)
 
 _HandlerT = Callable[[MediaEvent], None]
+
+BUS_FRAME: int = _native.BUS_FRAME_SAMPLES
+"Samples in one 20 ms frame at BUS_RATE: what PCM ports exchange."
+
+# RFC 4733 §2.3.5: the duration field is 16 bits of timestamp units (8.19 s at 8 kHz); 40 ms is
+# the shortest tone ITU-T Q.24 requires receivers to accept.
+DTMF_MIN_MS, DTMF_MAX_MS = 40, 8000
+# The engine queues at most 64 events per endpoint; a longer string is a caller's mistake.
+DTMF_MAX_DIGITS = 32
+DTMF_DIGITS = frozenset("0123456789*#ABCD")
+
+KEEP: Literal["keep"] = "keep"
+"set_codec(..., telephone_event_pt=KEEP): leave the telephone-event payload type as it is."
 
 
 @dataclass(frozen=True)
@@ -65,6 +91,23 @@ class Endpoint:
     @property
     def rtcp_port(self) -> int:
         return self.local_port + 1
+
+
+@dataclass(frozen=True)
+class PcmPort:
+    """An endpoint without sockets: Python writes the frames it should play into the engine and
+    reads the frames the engine produced for it (the WebRTC bridge, where aiortc terminates
+    ICE/DTLS/SRTP and Opus). It connects, plays and echoes like an Endpoint."""
+
+    id: int
+    "Engine-wide unique id."
+    sample_rate: int = BUS_RATE
+    "Rate of the frames exchanged (Hz)."
+    frame_samples: int = BUS_FRAME
+    "Samples per 20 ms frame (16-bit signed, native byte order)."
+
+
+AnyEndpoint = Endpoint | PcmPort
 
 
 class MediaEngine:
@@ -88,7 +131,10 @@ class MediaEngine:
         self._native: _native.Engine | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handler: _HandlerT | None = None
-        self._endpoints: dict[int, Endpoint] = {}
+        self._endpoints: dict[int, AnyEndpoint] = {}
+        self.prompts = PromptCache()
+        "Prompt files resampled to BUS_RATE, shared by every call (see play_file)."
+        self._tones: dict[tuple[str, str], np.ndarray] = {}
         self._ports_in_use: set[int] = set()
         # Ports of destroyed endpoints whose sockets the engine thread has not closed yet (its
         # final StreamStats event says it has); tried last when allocating.
@@ -137,7 +183,7 @@ class MediaEngine:
         return None if self._native is None else self._native.native_thread_id
 
     @property
-    def endpoints(self) -> list[Endpoint]:
+    def endpoints(self) -> list[AnyEndpoint]:
         return list(self._endpoints.values())
 
     # -- endpoints ------------------------------------------------------------------------------
@@ -189,7 +235,7 @@ class MediaEngine:
     def set_remote(self, endpoint: Endpoint, host: str, port: int) -> None:
         """Send the leg's RTP to host:port (from SDP) until media arrives from elsewhere."""
         engine = self._running()
-        self._known(endpoint)
+        self._rtp(endpoint)
         try:
             address = ipaddress.ip_address(host)
         except ValueError:
@@ -200,7 +246,7 @@ class MediaEngine:
             raise MediaError(f"remote RTP port must be 1..65534, got {port}")
         engine.set_remote(endpoint.id, address.packed, port)
 
-    def connect(self, a: Endpoint, b: Endpoint, *, both_ways: bool = True) -> None:
+    def connect(self, a: AnyEndpoint, b: AnyEndpoint, *, both_ways: bool = True) -> None:
         """Bridge two legs: RTP arriving at `a` leaves from `b` to b's remote and, with
         `both_ways`, the reverse. An endpoint has one source at a time: connecting replaces
         whatever fed `b` (and `a`) before."""
@@ -213,26 +259,132 @@ class MediaEngine:
         if both_ways:
             engine.connect(b.id, a.id)
 
-    def disconnect(self, a: Endpoint) -> None:
-        """Stop relaying into and out of `a`; its sockets stay open."""
+    def disconnect(self, a: AnyEndpoint) -> None:
+        """Stop relaying into and out of `a` (and echoing it); its sockets stay open."""
         self._running().disconnect(self._known(a).id)
 
     def set_rtp_timeout(self, endpoint: Endpoint, seconds: float | None) -> None:
         """Change the RTP timeout (None: never), e.g. longer while the call is on hold."""
         if seconds is not None and seconds <= 0:
             raise MediaError(f"rtp_timeout must be positive seconds or None, got {seconds}")
-        self._running().set_rtp_timeout(self._known(endpoint).id, seconds or 0.0)
+        self._running().set_rtp_timeout(self._rtp(endpoint).id, seconds or 0.0)
 
-    def destroy(self, endpoint: Endpoint) -> None:
-        """Close the leg's sockets; a final StreamStats event follows."""
+    def destroy(self, endpoint: AnyEndpoint) -> None:
+        """Close the leg's sockets; a PromptDone (if a prompt was playing) and a final
+        StreamStats event follow."""
         engine = self._running()
-        self._known(endpoint)
+        endpoint = self._known(endpoint)
         engine.destroy(endpoint.id)
         del self._endpoints[endpoint.id]
-        self._ports_in_use.discard(endpoint.local_port)
-        self._closing[endpoint.id] = endpoint.local_port
+        if isinstance(endpoint, Endpoint):
+            self._ports_in_use.discard(endpoint.local_port)
+            self._closing[endpoint.id] = endpoint.local_port
 
-    def stats(self, endpoint: Endpoint) -> StreamStats:
+    def set_codec(
+        self,
+        endpoint: Endpoint,
+        codec: str,
+        payload_type: int,
+        *,
+        telephone_event_pt: int | None | Literal["keep"] = KEEP,
+    ) -> Endpoint:
+        """The leg's codec changed (a re-INVITE's answer). Returns the updated Endpoint record
+        (the old one still names the same leg)."""
+        engine = self._running()
+        endpoint = self._rtp(endpoint)
+        codec = codec.upper()
+        if codec not in _native.CODEC_IDS:
+            raise MediaError(f"codec {codec!r} is not supported by the engine yet (PCMU, PCMA)")
+        _check_payload_type("payload type", payload_type)
+        event_pt = endpoint.telephone_event_pt if telephone_event_pt == KEEP else telephone_event_pt
+        if event_pt is not None:
+            _check_payload_type("telephone-event payload type", event_pt)
+            if event_pt == payload_type:
+                raise MediaError("telephone-event and audio need different payload types")
+        engine.set_codec(endpoint.id, _native.CODEC_IDS[codec], payload_type, -1 if event_pt is None else event_pt)
+        updated = replace(endpoint, codec=codec, payload_type=payload_type, telephone_event_pt=event_pt)
+        self._endpoints[endpoint.id] = updated
+        return updated
+
+    # -- the frame path: players, echo, DTMF, PCM ports ----------------------------------------
+
+    def play(self, endpoint: AnyEndpoint, pcm: np.ndarray, *, loop: bool = False) -> int:
+        """Play int16 mono PCM at BUS_RATE to the leg, replacing whatever it was sending (a
+        relay toward it pauses and resumes after). Returns the play id of the PromptDone event
+        that follows; the engine reads `pcm` in place until then, so do not modify it."""
+        engine = self._running()
+        endpoint = self._known(endpoint)
+        if not isinstance(pcm, np.ndarray) or pcm.dtype != np.int16 or pcm.ndim != 1:
+            raise MediaError("a prompt is a one-dimensional int16 numpy array at BUS_RATE")
+        if pcm.size == 0:
+            raise MediaError("nothing to play: the prompt is empty")
+        return engine.play(endpoint.id, np.ascontiguousarray(pcm), loop)
+
+    def play_file(self, endpoint: AnyEndpoint, path: str | Path, *, loop: bool = False) -> int:
+        """Play an audio file (any rate; resampled once and cached). Music on hold: loop=True."""
+        return self.play(endpoint, self.prompts.load(path), loop=loop)
+
+    def play_tone(self, endpoint: AnyEndpoint, name: str, country: str = "CN") -> int:
+        """Play a call-progress tone (dial, ringback, busy, congestion) until stopped."""
+        key = (name.lower(), country.upper())
+        pcm = self._tones.get(key)
+        if pcm is None:
+            pcm = render_tone(tone_spec(name, country), BUS_RATE)
+            pcm.flags.writeable = False
+            self._tones[key] = pcm
+        return self.play(endpoint, pcm, loop=True)
+
+    def stop_playback(self, endpoint: AnyEndpoint) -> None:
+        """Stop the leg's prompt or tone (PromptDone with completed=False), if one plays."""
+        self._running().stop_play(self._known(endpoint).id)
+
+    def echo(self, endpoint: AnyEndpoint, on: bool = True) -> None:
+        """Send what the leg receives back to it (the echo test); `disconnect` also ends it."""
+        self._running().echo(self._known(endpoint).id, on)
+
+    def send_dtmf(self, endpoint: Endpoint, digits: str, duration_ms: int = 100) -> None:
+        """Send `digits` as RFC 4733 telephone-events, one after another; the leg's audio is
+        muted while each event is sent."""
+        engine = self._running()
+        endpoint = self._rtp(endpoint)
+        if endpoint.telephone_event_pt is None:
+            raise MediaError("no telephone-event payload type negotiated on this endpoint (RFC 4733)")
+        digits = digits.upper()
+        bad = sorted(set(digits) - DTMF_DIGITS)
+        if bad or not digits:
+            raise MediaError(f"DTMF digits are 0-9 * # A-D, got {digits!r}")
+        if len(digits) > DTMF_MAX_DIGITS:
+            raise MediaError(f"at most {DTMF_MAX_DIGITS} digits per call, got {len(digits)}")
+        if not DTMF_MIN_MS <= duration_ms <= DTMF_MAX_MS:
+            raise MediaError(f"DTMF duration must be {DTMF_MIN_MS}..{DTMF_MAX_MS} ms, got {duration_ms}")
+        engine.send_dtmf(endpoint.id, digits, duration_ms)
+
+    def create_pcm_port(self) -> PcmPort:
+        """A socketless endpoint that exchanges 20 ms frames with Python (write_frame/read_frame)."""
+        port = PcmPort(self._running().add_port())
+        self._endpoints[port.id] = port
+        return port
+
+    def write_frame(self, port: PcmPort, pcm: bytes | np.ndarray) -> None:
+        """Give the engine the port's next 20 ms of audio (BUS_FRAME int16 samples). Never blocks;
+        if Python runs more than 160 ms ahead the oldest frame is dropped (port_overruns)."""
+        engine = self._running()
+        port = self._port(port)
+        if isinstance(pcm, (bytes, bytearray, memoryview)):
+            if len(pcm) != 2 * BUS_FRAME:
+                raise MediaError(f"a frame is {2 * BUS_FRAME} bytes ({BUS_FRAME} int16 samples), got {len(pcm)}")
+            frame = np.frombuffer(pcm, dtype=np.int16)
+        elif isinstance(pcm, np.ndarray) and pcm.dtype == np.int16 and pcm.shape == (BUS_FRAME,):
+            frame = np.ascontiguousarray(pcm)
+        else:
+            raise MediaError(f"a frame is {BUS_FRAME} int16 samples (bytes or a numpy array)")
+        engine.write_frame(port.id, frame)
+
+    def read_frame(self, port: PcmPort) -> bytes | None:
+        """The oldest 20 ms frame the engine produced for the port (int16 bytes), None if none."""
+        return self._running().read_frame(self._port(port).id)
+
+    def stats(self, endpoint: AnyEndpoint) -> StreamStats:
         """A consistent snapshot of the leg's counters and RFC 3550 receiver statistics."""
         return self._stats_from(self._running().stats(self._known(endpoint).id))
 
@@ -247,10 +399,24 @@ class MediaEngine:
             raise MediaError("the media engine thread has stopped")
         return self._native
 
-    def _known(self, endpoint: Endpoint) -> Endpoint:
-        if self._endpoints.get(endpoint.id) != endpoint:
+    def _known(self, endpoint: AnyEndpoint) -> AnyEndpoint:
+        """The current record of the endpoint (ids are never reused while the engine runs)."""
+        current = self._endpoints.get(endpoint.id)
+        if current is None or type(current) is not type(endpoint):
             raise MediaError(f"endpoint {endpoint.id} does not exist (destroyed?)")
-        return endpoint
+        return current
+
+    def _rtp(self, endpoint: Endpoint) -> Endpoint:
+        current = self._known(endpoint)
+        if not isinstance(current, Endpoint):
+            raise MediaError(f"endpoint {endpoint.id} is a PCM port, not an RTP endpoint")
+        return current
+
+    def _port(self, port: PcmPort) -> PcmPort:
+        current = self._known(port)
+        if not isinstance(current, PcmPort):
+            raise MediaError(f"endpoint {port.id} is not a PCM port")
+        return current
 
     def _check_bind_address(self) -> None:
         probe = socket.socket(self._family, socket.SOCK_DGRAM)
@@ -316,12 +482,16 @@ class MediaEngine:
     def _deliver_events(self) -> None:
         if self._native is None or self._closed:
             return
-        for kind, endpoint_id, error, raw in self._native.drain_events():
+        for kind, endpoint_id, error, details in self._native.drain_events():
             if kind == _native.EVENT_RTP_TIMEOUT:
                 event: MediaEvent = RtpTimeout(endpoint_id)
+            elif kind == _native.EVENT_DTMF:
+                event = DtmfDigit(endpoint_id, details[0], details[1])
+            elif kind == _native.EVENT_PROMPT_DONE:
+                event = PromptDone(endpoint_id, details[0], details[1])
             elif kind == _native.EVENT_FINAL_STATS:
                 self._closing.pop(endpoint_id, None)
-                event = self._stats_from(raw, final=True)
+                event = self._stats_from(details, final=True)
             elif kind == _native.EVENT_FAILED:
                 event = EngineFailure(endpoint_id or None, error, os.strerror(error))
                 log.error("media engine: %s (endpoint %s)", event.message, event.endpoint_id)

@@ -1,8 +1,7 @@
 """What the media engine reports to the rest of the process, one dataclass per kind of event.
 
 Events are produced by the native engine thread, queued, and delivered on the asyncio loop to the
-handler registered with `MediaEngine.set_event_handler`. Later increments add `DtmfDigit` and
-`PromptDone` here.
+handler registered with `MediaEngine.set_event_handler`.
 """
 
 from __future__ import annotations
@@ -65,6 +64,20 @@ class StreamStats(MediaEvent):
     "True once `remote` was learnt from received packets rather than signalling."
     final: bool = False
     "True for the event sent when the endpoint was destroyed."
+    frame_mode: bool = False
+    "True while the leg's received audio is decoded to frames (jitter buffer in use)."
+    jitter_depth: int = 0
+    "The adaptive jitter buffer's current target depth, in packets (0: never used)."
+    late: int = 0
+    "Packets that arrived after their playout time and were dropped by the jitter buffer."
+    concealed: int = 0
+    "Frames the jitter buffer filled by concealment because their packet was lost or late."
+    discarded: int = 0
+    "Packets the jitter buffer dropped to shorten its delay or when the stream jumped."
+    dtmf_in: int = 0
+    "RFC 4733 key presses received (each also delivered as a DtmfDigit event)."
+    port_overruns: int = 0
+    "PCM port: frames dropped because one side did not keep up (see MediaEngine.write_frame)."
 
     @property
     def loss_fraction(self) -> float:
@@ -85,3 +98,32 @@ class EngineFailure(MediaEvent):
     "The operating-system error number."
     message: str
     "os.strerror(errno)."
+
+
+@dataclass(frozen=True)
+class DtmfDigit(MediaEvent):
+    """One key press received on an endpoint: reported once per press, however many packets
+    (updates, retransmitted end packets) carried it."""
+
+    endpoint_id: int
+    "The endpoint the digit arrived on."
+    digit: str
+    "'0'-'9', '*', '#' or 'A'-'D'."
+    duration_ms: int
+    "How long the key was held, from the event's duration field (RFC 4733 §2.3.5)."
+    source: str = "rfc4733"
+    "How it was detected: 'rfc4733' (telephone-event packets) or 'inband' (tone detection)."
+
+
+@dataclass(frozen=True)
+class PromptDone(MediaEvent):
+    """A prompt, tone or music on hold stopped playing on an endpoint. After this event the
+    engine no longer reads the prompt's buffer."""
+
+    endpoint_id: int
+    "The endpoint it played to."
+    play_id: int
+    "The id `MediaEngine.play` returned."
+    completed: bool
+    """True if it played to its end; False if stopped, replaced by another prompt, or the
+    endpoint was destroyed."""

@@ -5,30 +5,43 @@
 here only validate, queue a command for that thread and return; `stats()` copies counters under
 the loop's state lock and `drain_events()` empties the event ring. `mediacore.engine` is the
 typed API the rest of the project uses over this module.
+
+A prompt's PCM is not copied: the engine plays from the caller's buffer, which this object keeps
+referenced until the engine reports EV_PROMPT_DONE for it (or the engine is closed).
 """
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.errno cimport errno
-from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport int16_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 from posix.time cimport CLOCK_MONOTONIC
 from posix.unistd cimport close, read
 
+from native.bus cimport BUS_FRAME, BUS_RATE
+from native.framepath cimport frame_free
 from native.medialoop cimport (
     BATCH,
     CMD_ADD,
     CMD_CONNECT,
     CMD_DESTROY,
     CMD_DISCONNECT,
+    CMD_DTMF,
+    CMD_ECHO,
+    CMD_PLAY,
+    CMD_SET_CODEC,
     CMD_SET_REMOTE,
     CMD_SET_TIMEOUT,
     CMD_STOP,
+    CMD_STOP_PLAY,
+    CODEC_BUS,
     CODEC_PCMA,
     CODEC_PCMU,
     COMMAND_RING,
+    EV_DTMF,
     EV_FAILED,
     EV_FINAL_STATS,
+    EV_PROMPT_DONE,
     EV_RTP_TIMEOUT,
     EVENT_RING,
     MAX_DATAGRAM,
@@ -47,7 +60,9 @@ from native.medialoop cimport (
     run_loop,
     take_snapshot,
 )
+from native.pcmport cimport PcmPort, port_read, port_write
 from native.rtpwire cimport get_port
+from native.telephone_event cimport dtmf_event_code
 from native.sysio cimport (
     AF_INET,
     AF_INET6,
@@ -84,6 +99,10 @@ CODEC_IDS = {"PCMU": CODEC_PCMU, "PCMA": CODEC_PCMA}
 EVENT_RTP_TIMEOUT = EV_RTP_TIMEOUT
 EVENT_FINAL_STATS = EV_FINAL_STATS
 EVENT_FAILED = EV_FAILED
+EVENT_DTMF = EV_DTMF
+EVENT_PROMPT_DONE = EV_PROMPT_DONE
+BUS_SAMPLE_RATE = BUS_RATE
+BUS_FRAME_SAMPLES = BUS_FRAME
 
 
 cdef object address_tuple(const sockaddr_storage* addr):
@@ -113,6 +132,13 @@ cdef dict snapshot_dict(const Snapshot* s):
         "ssrc_out": s.ssrc_out,
         "remote": address_tuple(&s.remote) if s.remote_known else None,
         "latched": bool(s.latched),
+        "frame_mode": bool(s.frame_mode),
+        "jitter_depth": s.jitter_depth,
+        "late": s.late,
+        "concealed": s.concealed,
+        "discarded": s.discarded,
+        "dtmf_in": s.dtmf_in,
+        "port_overruns": s.port_overruns,
     }
 
 
@@ -129,6 +155,8 @@ cdef class Engine:
     cdef Event* drained
     cdef object thread
     cdef bint closed
+    cdef dict prompts          # play id -> the buffer the engine plays from, until PROMPT_DONE
+    cdef uint64_t play_serial
 
     def __cinit__(self, int capacity):
         cdef itimerspec tick
@@ -138,6 +166,7 @@ cdef class Engine:
         if capacity < 1 or capacity > 32768:
             raise ValueError(f"endpoint capacity must be 1..32768, got {capacity}")
         self.capacity = capacity
+        self.prompts = {}
         self.core = <Core*>calloc(1, sizeof(Core))
         self.table = <Endpoint**>calloc(capacity, sizeof(Endpoint*))
         self.free_slots = <int*>calloc(capacity, sizeof(int))
@@ -235,6 +264,7 @@ cdef class Engine:
         while ep != NULL:
             nxt = ep.next
             close_endpoint(ep)
+            frame_free(ep)
             free(ep)
             ep = nxt
         c.live = NULL
@@ -262,6 +292,7 @@ cdef class Engine:
         self.free_slots = NULL
         free(self.drained)
         self.drained = NULL
+        self.prompts.clear()      # nothing plays from them any more
 
     @property
     def event_fd(self) -> int:
@@ -317,26 +348,11 @@ cdef class Engine:
                      double rtp_timeout, uint32_t ssrc, uint16_t first_seq, uint32_t first_ts) -> int:
         """Hand two bound non-blocking UDP sockets to the engine (it closes them on destroy).
         Returns the endpoint id."""
-        cdef Command cmd
         cdef Endpoint* ep
-        cdef int slot
-        self._check_open()
-        if self.thread is None:
-            raise RuntimeError("the media engine is not started")
-        if codec not in (CODEC_PCMU, CODEC_PCMA):
-            raise ValueError(f"unsupported codec id {codec}")
-        if not 0 <= payload_type <= 127 or not -1 <= event_pt <= 127:
-            raise ValueError("payload types are 0..127")
+        _check_codec(codec, payload_type, event_pt)
         if rtp_fd < 0 or rtcp_fd < 0:
             raise ValueError("invalid socket descriptor")
-        if self.free_count == 0:
-            raise RuntimeError("no free endpoint slot")
-        ep = <Endpoint*>calloc(1, sizeof(Endpoint))
-        if ep == NULL:
-            raise MemoryError()
-        slot = self.free_slots[self.free_count - 1]
-        self.serial += 1
-        ep.id = (self.serial << 16) | <uint64_t>slot
+        ep = self._new_endpoint()
         ep.rtp_fd = rtp_fd
         ep.rtcp_fd = rtcp_fd
         ep.codec = codec
@@ -347,12 +363,48 @@ cdef class Engine:
         ep.first_seq = first_seq
         ep.first_ts = first_ts
         ep.rtp_timeout_ns = <int64_t>(rtp_timeout * 1e9) if rtp_timeout > 0 else 0
+        return self._add(ep)
+
+    def add_port(self) -> int:
+        """A PCM port: an endpoint without sockets that exchanges 20 ms bus frames with Python
+        (`write_frame`/`read_frame`). Returns the endpoint id."""
+        cdef Endpoint* ep = self._new_endpoint()
+        ep.port = <PcmPort*>calloc(1, sizeof(PcmPort))
+        if ep.port == NULL:
+            free(ep)
+            raise MemoryError()
+        pthread_mutex_init(&ep.port.lock, NULL)
+        ep.is_port = 1
+        ep.rtp_fd = ep.rtcp_fd = -1
+        ep.codec = CODEC_BUS
+        ep.event_pt = -1
+        ep.clock_rate = BUS_RATE
+        return self._add(ep)
+
+    cdef Endpoint* _new_endpoint(self) except NULL:
+        cdef Endpoint* ep
+        self._check_open()
+        if self.thread is None:
+            raise RuntimeError("the media engine is not started")
+        if self.free_count == 0:
+            raise RuntimeError("no free endpoint slot")
+        ep = <Endpoint*>calloc(1, sizeof(Endpoint))
+        if ep == NULL:
+            raise MemoryError()
+        return ep
+
+    cdef uint64_t _add(self, Endpoint* ep) except? 0:
+        cdef Command cmd
+        cdef int slot = self.free_slots[self.free_count - 1]
+        self.serial += 1
+        ep.id = (self.serial << 16) | <uint64_t>slot
         memset(&cmd, 0, sizeof(Command))
         cmd.op = CMD_ADD
         cmd.ep = ep
         try:
             self._push(&cmd)
         except BaseException:
+            frame_free(ep)
             free(ep)
             raise
         self.free_count -= 1
@@ -430,6 +482,110 @@ cdef class Engine:
         cmd.value = <int64_t>(seconds * 1e9) if seconds > 0 else 0
         self._push(&cmd)
 
+    # -- the frame path --
+
+    def play(self, uint64_t endpoint_id, const int16_t[::1] pcm, bint loop) -> int:
+        """Play `pcm` (int16 at the bus rate) as this endpoint's outgoing audio, replacing any
+        prompt playing; the buffer stays referenced until its PROMPT_DONE event. Returns the
+        play id that event carries."""
+        cdef Endpoint* ep = self._lookup(endpoint_id)
+        cdef Command cmd
+        if pcm.shape[0] == 0:
+            raise ValueError("nothing to play: the PCM buffer is empty")
+        self.play_serial += 1
+        memset(&cmd, 0, sizeof(Command))
+        cmd.op = CMD_PLAY
+        cmd.ep = ep
+        cmd.data = &pcm[0]
+        cmd.data_len = pcm.shape[0]
+        cmd.value = <int64_t>self.play_serial
+        cmd.arg = loop
+        self.prompts[self.play_serial] = pcm     # the memoryview holds the exporter alive
+        try:
+            self._push(&cmd)
+        except BaseException:
+            del self.prompts[self.play_serial]
+            raise
+        return self.play_serial
+
+    def stop_play(self, uint64_t endpoint_id) -> None:
+        """Interrupt the endpoint's prompt (PROMPT_DONE with completed false), if any."""
+        self._simple(CMD_STOP_PLAY, endpoint_id, 0)
+
+    def echo(self, uint64_t endpoint_id, bint on) -> None:
+        """Send what the endpoint receives back to it (or stop doing so)."""
+        self._simple(CMD_ECHO, endpoint_id, on)
+
+    def send_dtmf(self, uint64_t endpoint_id, str digits, int duration_ms) -> None:
+        """Queue RFC 4733 events for `digits` (0-9 * # A-D), each `duration_ms` long."""
+        cdef Endpoint* ep = self._lookup(endpoint_id)
+        cdef Command cmd
+        cdef int code
+        if ep.event_pt < 0:
+            raise ValueError("no telephone-event payload type negotiated on this endpoint")
+        codes = []
+        for ch in digits:
+            code = dtmf_event_code(ord(ch))
+            if code < 0:
+                raise ValueError(f"not a DTMF digit: {ch!r}")
+            codes.append(code)
+        for code in codes:
+            memset(&cmd, 0, sizeof(Command))
+            cmd.op = CMD_DTMF
+            cmd.ep = ep
+            cmd.arg = code
+            cmd.value = <int64_t>duration_ms * ep.clock_rate // 1000
+            self._push(&cmd)
+
+    def set_codec(self, uint64_t endpoint_id, int codec, int payload_type, int event_pt) -> None:
+        """The endpoint's codec changed (re-INVITE)."""
+        cdef Endpoint* ep = self._lookup(endpoint_id)
+        cdef Command cmd
+        if ep.is_port:
+            raise ValueError("a PCM port has no codec")
+        _check_codec(codec, payload_type, event_pt)
+        memset(&cmd, 0, sizeof(Command))
+        cmd.op = CMD_SET_CODEC
+        cmd.ep = ep
+        cmd.arg = codec
+        cmd.arg2 = payload_type
+        cmd.value = event_pt
+        self._push(&cmd)
+
+    def write_frame(self, uint64_t port_id, const int16_t[::1] pcm) -> None:
+        """Hand one bus frame to a PCM port (never blocks; the oldest waiting frame is dropped
+        when Python is more than the port's ring ahead)."""
+        cdef Endpoint* ep = self._port(port_id)
+        if pcm.shape[0] != BUS_FRAME:
+            raise ValueError(f"a frame is {BUS_FRAME} samples, got {pcm.shape[0]}")
+        with nogil:
+            port_write(ep.port, &pcm[0])
+
+    def read_frame(self, uint64_t port_id):
+        """The oldest frame the engine produced for a PCM port (bytes of int16), or None."""
+        cdef Endpoint* ep = self._port(port_id)
+        cdef int16_t frame[BUS_FRAME]
+        cdef int got
+        with nogil:
+            got = port_read(ep.port, frame)
+        if not got:
+            return None
+        return PyBytes_FromStringAndSize(<const char*>frame, BUS_FRAME * sizeof(int16_t))
+
+    cdef Endpoint* _port(self, uint64_t port_id) except NULL:
+        cdef Endpoint* ep = self._lookup(port_id)
+        if not ep.is_port:
+            raise ValueError(f"media endpoint {port_id} is not a PCM port")
+        return ep
+
+    cdef int _simple(self, int op, uint64_t endpoint_id, int arg) except -1:
+        cdef Command cmd
+        memset(&cmd, 0, sizeof(Command))
+        cmd.op = op
+        cmd.ep = self._lookup(endpoint_id)
+        cmd.arg = arg
+        return self._push(&cmd)
+
     def stats(self, uint64_t endpoint_id) -> dict:
         """A consistent snapshot of the endpoint's counters and receiver statistics."""
         cdef Endpoint* ep = self._lookup(endpoint_id)
@@ -441,7 +597,9 @@ cdef class Engine:
         return snapshot_dict(&s)
 
     def drain_events(self) -> list:
-        """Take every waiting event: a list of (kind, endpoint_id, error, stats dict or None)."""
+        """Take every waiting event: a list of (kind, endpoint_id, error, details) where details
+        is the stats dict (FINAL_STATS), (digit, duration_ms) (DTMF), (play_id, completed)
+        (PROMPT_DONE) or None."""
         cdef uint64_t value
         cdef int k, i
         cdef Core* c
@@ -460,6 +618,22 @@ cdef class Engine:
         out = []
         for i in range(k):
             e = &self.drained[i]
-            out.append((e.kind, e.endpoint_id, e.error,
-                        snapshot_dict(&e.stats) if e.kind == EV_FINAL_STATS else None))
+            if e.kind == EV_FINAL_STATS:
+                details = snapshot_dict(&e.stats)
+            elif e.kind == EV_DTMF:
+                details = (chr(e.digit), e.duration_ms)
+            elif e.kind == EV_PROMPT_DONE:
+                # The engine no longer reads this buffer: let it go.
+                self.prompts.pop(e.play_id, None)
+                details = (e.play_id, bool(e.completed))
+            else:
+                details = None
+            out.append((e.kind, e.endpoint_id, e.error, details))
         return out
+
+
+def _check_codec(int codec, int payload_type, int event_pt):
+    if codec not in (CODEC_PCMU, CODEC_PCMA):
+        raise ValueError(f"unsupported codec id {codec}")
+    if not 0 <= payload_type <= 127 or not -1 <= event_pt <= 127:
+        raise ValueError("payload types are 0..127")

@@ -1,19 +1,27 @@
 # The media loop's state and entry points, shared by medialoop.pyx (the engine thread),
-# engine.pyx (the Python-facing object) and, later, the players, recorders and mixers that run
-# on its 20 ms clock. Everything here is touched by the engine thread without the GIL.
+# engine.pyx (the Python-facing object), framepath.pyx (players, echo, jitter buffers, PCM ports,
+# RFC 4733) and the mixers and recorders that run on its 20 ms clock (Core.frame_hook). Everything here is touched by the engine thread without the GIL.
 
-from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport int16_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.string cimport memcpy
+from posix.unistd cimport write
 
+from native.bus cimport BUS_FRAME, frame_decoder, frame_encoder
+from native.jitter cimport JitterBuffer
+from native.pcmport cimport PcmPort
 from native.rtpstats cimport SourceStats
 from native.sysio cimport (
     epoll_event,
     iovec,
     mmsghdr,
     pthread_cond_t,
+    pthread_mutex_lock,
     pthread_mutex_t,
+    pthread_mutex_unlock,
     sockaddr_storage,
     socklen_t,
 )
+from native.telephone_event cimport DtmfReceiver, DtmfSender
 
 cdef enum:
     # Datagrams read or written per recvmmsg/sendmmsg call. One socket carries one stream
@@ -38,6 +46,7 @@ cdef enum:
 cdef enum Codec:
     CODEC_PCMU = 0   # G.711 µ-law, RFC 3551 static payload type 0
     CODEC_PCMA = 1   # G.711 A-law, RFC 3551 static payload type 8
+    CODEC_BUS = 2    # a PCM port: bus frames exchanged with Python, no RTP
 
 cdef enum CommandOp:
     CMD_ADD = 1
@@ -47,11 +56,19 @@ cdef enum CommandOp:
     CMD_DISCONNECT
     CMD_SET_TIMEOUT
     CMD_STOP
+    # The frame path (framepath.pyx applies these).
+    CMD_PLAY            # data/data_len: int16 bus-rate PCM, value: play id, arg: loop
+    CMD_STOP_PLAY
+    CMD_ECHO            # arg: on/off
+    CMD_DTMF            # arg: RFC 4733 event code, value: duration in timestamp units
+    CMD_SET_CODEC       # arg: codec, arg2: payload type, value: telephone-event PT (-1 none)
 
 cdef enum EventKind:
     EV_RTP_TIMEOUT = 1
     EV_FINAL_STATS
     EV_FAILED
+    EV_DTMF             # digit, duration_ms: one RFC 4733 key press received
+    EV_PROMPT_DONE      # play_id, completed: a player finished or was interrupted
 
 
 ctypedef struct Counters:
@@ -115,6 +132,40 @@ cdef struct Endpoint:
 
     Counters counters
 
+    # --- the frame path (framepath.pyx) ---
+    int is_port                 # a PCM port: no sockets, `port` holds its rings
+    PcmPort* port
+    int echo                    # send what this leg receives back to it (the 9196 echo test)
+    int pcm_users               # mixers/recorders that need this leg's audio as frames
+    int out_hooked              # the frame hook (a conference) owns this leg's outgoing audio
+    # Input in FRAME mode: received audio goes through `jb` into `in_frame` once per tick.
+    int rx_frames
+    JitterBuffer* jb            # allocated the first time the leg enters FRAME mode
+    frame_decoder decode        # the codec slot (bus.pxd); state for codecs that keep one
+    frame_encoder encode
+    void* codec_state
+    int16_t in_frame[BUS_FRAME]
+    int in_valid                # in_frame holds this tick's audio
+    # Output: set by a frame hook (mixer) for this tick, taking precedence over echo/peer.
+    int16_t out_frame[BUS_FRAME]
+    int out_set
+    int peer_frames             # output comes from route_from's in_frame (no packet relay)
+    int relay_paused            # packets from route_from are not relayed here (a player, echo,
+                                # DTMF or frames own the outgoing stream)
+    uint64_t gen_tick           # the tick of the last frame/event packet generated here
+    int64_t gen_ns              # ... and its time: equal to last_out_ns if it was the last sent
+    int marker_next             # the next generated audio packet starts a talkspurt
+    # Player: PCM owned by a Python object the engine keeps alive until EV_PROMPT_DONE.
+    const int16_t* play_pcm
+    Py_ssize_t play_len
+    Py_ssize_t play_pos
+    uint64_t play_id
+    int play_loop
+    int playing
+    DtmfReceiver dtmf_rx
+    DtmfSender dtmf_tx
+    uint64_t dtmf_in            # key presses reported
+
     Endpoint* next              # the engine's list of live endpoints
     Endpoint* prev
     Endpoint* next_dead
@@ -132,6 +183,13 @@ ctypedef struct Snapshot:
     sockaddr_storage remote
     int remote_known
     int latched
+    int frame_mode              # input decoded to frames (jitter buffer in use)
+    int jitter_depth            # the jitter buffer's current target, packets
+    uint64_t late               # jitter buffer: packets too late to play
+    uint64_t concealed          # jitter buffer: frames concealed (loss or lateness)
+    uint64_t discarded          # jitter buffer: packets dropped to shrink delay / on jumps
+    uint64_t dtmf_in
+    uint64_t port_overruns      # PCM port: frames dropped because a ring was full
 
 
 ctypedef struct Command:
@@ -141,6 +199,10 @@ ctypedef struct Command:
     sockaddr_storage addr
     socklen_t addr_len
     int64_t value
+    const void* data
+    Py_ssize_t data_len
+    int arg
+    int arg2
 
 
 ctypedef struct Event:
@@ -148,6 +210,15 @@ ctypedef struct Event:
     uint64_t endpoint_id
     int error                   # errno for EV_FAILED
     Snapshot stats              # EV_FINAL_STATS
+    int digit                   # EV_DTMF: '0'-'9', '*', '#', 'A'-'D'
+    int duration_ms             # EV_DTMF
+    uint64_t play_id            # EV_PROMPT_DONE
+    int completed               # EV_PROMPT_DONE: played to the end (0: stopped/replaced)
+
+
+# Called once per tick after every endpoint's in_frame is ready and before any out_frame is
+# encoded: where the conference mixer and the recorder plug in (Core.frame_hook).
+ctypedef void (*frame_hook_fn)(void* core, void* arg) noexcept nogil
 
 
 ctypedef struct Core:
@@ -177,6 +248,9 @@ ctypedef struct Core:
     Endpoint* live
     Endpoint* graveyard
     uint64_t ticks
+    frame_hook_fn frame_hook
+    void* frame_hook_arg
+    uint8_t frame_tx[MAX_DATAGRAM]      # packets generated on the tick are built here
 
     uint8_t* rx_data
     mmsghdr rx_msgs[BATCH]
@@ -187,8 +261,23 @@ ctypedef struct Core:
     epoll_event ready[MAX_EPOLL_EVENTS]
 
 
+cdef inline void push_event(Core* c, Event* e) noexcept nogil:
+    cdef uint64_t one = 1
+    cdef int wake = 0
+    pthread_mutex_lock(&c.event_lock)
+    if c.event_count == EVENT_RING:
+        c.events_dropped += 1
+    else:
+        memcpy(&c.events[(c.event_head + c.event_count) % EVENT_RING], e, sizeof(Event))
+        c.event_count += 1
+        wake = c.event_count == 1
+    pthread_mutex_unlock(&c.event_lock)
+    # One write per empty->non-empty transition: the reader empties the ring after reading the fd.
+    if wake:
+        write(c.event_fd, &one, 8)
+
+
 # Implemented in medialoop.pyx.
-cdef void push_event(Core* c, Event* e) noexcept nogil
 cdef void take_snapshot(Endpoint* ep, Snapshot* s) noexcept nogil
 cdef int push_command(Core* c, Command* cmd) noexcept nogil
 cdef void apply_command(Core* c, Command* cmd) noexcept nogil

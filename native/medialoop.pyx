@@ -11,6 +11,10 @@ Python talks to the thread through two rings guarded by mutexes: commands in (wo
 command eventfd) and events out (woken by an eventfd the asyncio loop watches with add_reader).
 Python also reads counters directly under `state_lock`, which the thread holds only while it
 handles one socket's batch. `native.engine` is the Python-facing object over this loop.
+
+Endpoints whose audio is needed as PCM (players, echo, PCM ports, RFC 4733 sending, codecs of
+another family) are handled on the 20 ms tick by `native.framepath`; the relay below only hands
+it their packets and holds back packets toward an endpoint whose outgoing stream it owns.
 """
 
 from libc.errno cimport EINTR, errno
@@ -19,6 +23,16 @@ from libc.stdlib cimport free
 from libc.string cimport memcpy, memset
 from posix.unistd cimport close, read, write
 
+from native.framepath cimport (
+    frame_command,
+    frame_free,
+    frame_new_source,
+    frame_on_rtp,
+    frame_refresh,
+    frame_release,
+    frame_setup,
+    frame_tick,
+)
 from native.g711 cimport alaw_to_ulaw_buf, ulaw_to_alaw_buf
 from native.rtpstats cimport (
     source_expected,
@@ -65,25 +79,11 @@ from native.sysio cimport (
 # RFC 3389 comfort noise has a static payload type, the same on every leg.
 cdef enum:
     PT_COMFORT_NOISE = 13
+    # Ticks run back to back after a stall of the engine thread: 5 (100 ms) at most.
+    MAX_CATCH_UP = 5
 
 
-# --- events out -------------------------------------------------------------------------------
-
-cdef void push_event(Core* c, Event* e) noexcept nogil:
-    cdef uint64_t one = 1
-    cdef int wake = 0
-    pthread_mutex_lock(&c.event_lock)
-    if c.event_count == EVENT_RING:
-        c.events_dropped += 1
-    else:
-        memcpy(&c.events[(c.event_head + c.event_count) % EVENT_RING], e, sizeof(Event))
-        c.event_count += 1
-        wake = c.event_count == 1
-    pthread_mutex_unlock(&c.event_lock)
-    # One write per empty->non-empty transition: the reader empties the ring after reading the fd.
-    if wake:
-        write(c.event_fd, &one, 8)
-
+# --- events out (push_event is inline in medialoop.pxd) ----------------------------------------
 
 cdef void take_snapshot(Endpoint* ep, Snapshot* s) noexcept nogil:
     memset(s, 0, sizeof(Snapshot))
@@ -102,6 +102,15 @@ cdef void take_snapshot(Endpoint* ep, Snapshot* s) noexcept nogil:
     s.latched = ep.latched
     if ep.remote_known:
         memcpy(&s.remote, &ep.remote, sizeof(sockaddr_storage))
+    s.frame_mode = ep.rx_frames
+    s.dtmf_in = ep.dtmf_in
+    if ep.jb != NULL:
+        s.jitter_depth = ep.jb.target
+        s.late = ep.jb.late
+        s.concealed = ep.jb.concealed
+        s.discarded = ep.jb.discarded
+    if ep.port != NULL:
+        s.port_overruns = ep.port.in_overruns + ep.port.out_overruns
 
 
 cdef void report_failure(Core* c, uint64_t endpoint_id, int error) noexcept nogil:
@@ -134,13 +143,19 @@ cdef int push_command(Core* c, Command* cmd) noexcept nogil:
     return 0
 
 
-cdef void unlink_routes(Endpoint* ep) noexcept nogil:
-    if ep.route_to != NULL:
-        ep.route_to.route_from = NULL
+cdef void unlink_routes(Core* c, Endpoint* ep) noexcept nogil:
+    cdef Endpoint* to = ep.route_to
+    cdef Endpoint* src = ep.route_from
+    if to != NULL:
+        to.route_from = NULL
         ep.route_to = NULL
-    if ep.route_from != NULL:
-        ep.route_from.route_to = NULL
+        frame_refresh(c, to)
+    if src != NULL:
+        src.route_to = NULL
         ep.route_from = NULL
+        frame_refresh(c, src)
+    ep.echo = 0
+    frame_refresh(c, ep)
 
 
 cdef void close_endpoint(Endpoint* ep) noexcept nogil:
@@ -156,9 +171,19 @@ cdef void apply_command(Core* c, Command* cmd) noexcept nogil:
     """Run one command in the engine thread, with state_lock held."""
     cdef Endpoint* ep = cmd.ep
     cdef Endpoint* other = cmd.other
+    cdef Endpoint* old
     cdef epoll_event ev
     cdef Event e
-    if cmd.op == CMD_ADD:
+    if cmd.op == CMD_ADD and ep.is_port:
+        frame_setup(ep)
+        frame_refresh(c, ep)
+        ep.prev = NULL
+        ep.next = c.live
+        if c.live != NULL:
+            c.live.prev = ep
+        c.live = ep
+    elif cmd.op == CMD_ADD:
+        frame_setup(ep)
         ev.events = EPOLLIN
         ev.data.u64 = <uint64_t><size_t>ep
         if epoll_ctl(c.epoll_fd, EPOLL_CTL_ADD, ep.rtp_fd, &ev) != 0:
@@ -172,9 +197,11 @@ cdef void apply_command(Core* c, Command* cmd) noexcept nogil:
             c.live.prev = ep
         c.live = ep
     elif cmd.op == CMD_DESTROY:
-        unlink_routes(ep)
-        epoll_ctl(c.epoll_fd, EPOLL_CTL_DEL, ep.rtp_fd, NULL)
-        epoll_ctl(c.epoll_fd, EPOLL_CTL_DEL, ep.rtcp_fd, NULL)
+        unlink_routes(c, ep)
+        frame_release(c, ep)
+        if not ep.is_port:
+            epoll_ctl(c.epoll_fd, EPOLL_CTL_DEL, ep.rtp_fd, NULL)
+            epoll_ctl(c.epoll_fd, EPOLL_CTL_DEL, ep.rtcp_fd, NULL)
         close_endpoint(ep)
         memset(&e, 0, sizeof(Event))
         e.kind = EV_FINAL_STATS
@@ -204,20 +231,28 @@ cdef void apply_command(Core* c, Command* cmd) noexcept nogil:
         ep.rtcp_latched = 0
     elif cmd.op == CMD_CONNECT:
         if ep.route_to != NULL and ep.route_to != other:
-            ep.route_to.route_from = NULL
+            old = ep.route_to
+            old.route_from = NULL
+            frame_refresh(c, old)
         if other.route_from != NULL and other.route_from != ep:
-            other.route_from.route_to = NULL
+            old = other.route_from
+            old.route_to = NULL
+            frame_refresh(c, old)
         ep.route_to = other
         other.route_from = ep
         # The outgoing stream of `other` continues from where it was (new offsets, marker bit).
         other.out_bound = 0
+        frame_refresh(c, ep)
+        frame_refresh(c, other)
     elif cmd.op == CMD_DISCONNECT:
-        unlink_routes(ep)
+        unlink_routes(c, ep)
     elif cmd.op == CMD_SET_TIMEOUT:
         ep.rtp_timeout_ns = cmd.value
         ep.timeout_fired = 0
     elif cmd.op == CMD_STOP:
         c.stopping = 1
+    else:
+        frame_command(c, cmd)
 
 
 cdef void drain_commands(Core* c) noexcept nogil:
@@ -261,6 +296,7 @@ cdef int accept_rtp(Core* c, Endpoint* a, Endpoint* b, int i, int64_t now) noexc
     cdef uint32_t ssrc, ts, elapsed
     cdef uint16_t seq, out_seq
     cdef int pt, out_pt, marker
+    cdef int consumed = 0
     if c.rx_msgs[i].msg_hdr.msg_flags & MSG_TRUNC:
         a.counters.malformed += 1
         return 0
@@ -299,13 +335,21 @@ cdef int accept_rtp(Core* c, Endpoint* a, Endpoint* b, int i, int64_t now) noexc
             a.lost_before += source_lost(&a.source)
         source_start(&a.source, ssrc, seq)
         a.has_source = 1
+        frame_new_source(a)
     # RFC 4733 §2.1: events share the audio stream's SSRC and sequence space, not its timing.
     source_update_seq(&a.source, seq)
     if pt == a.payload_type:
         source_update_jitter(&a.source, media_clock(now, a.clock_rate), ts)
 
+    # RFC 4733 events are recognised on every leg that negotiated them; audio goes to the
+    # jitter buffer of a leg in FRAME mode. Relay-only legs pay two comparisons here.
+    if pt == a.event_pt or a.rx_frames:
+        consumed = frame_on_rtp(c, a, p + offset, length, pt, seq, ts, now)
+    if b != NULL and b.relay_paused:
+        return 0               # b's outgoing stream belongs to a player, echo, event or frames
     if b == NULL or not b.remote_known:
-        a.counters.dropped += 1
+        if not consumed:
+            a.counters.dropped += 1
         return 0
     if pt == a.payload_type:
         out_pt = b.payload_type
@@ -437,9 +481,9 @@ cdef void on_rtcp_readable(Core* c, Endpoint* a) noexcept nogil:
 
 
 cdef void on_tick(Core* c, int64_t now) noexcept nogil:
-    """The 20 ms clock. Periodic work goes here: RTP timeouts now; later RTCP reports (RFC 3550
-    §6.2 intervals), prompt and tone players, recorders, jitter-buffer playout and the
-    conference mixer, all of which produce or consume one 20 ms frame per tick."""
+    """The 20 ms clock: RTP timeouts, then the frame path (jitter-buffer playout, players, echo,
+    PCM ports, RFC 4733 sending, the frame hook for mixers and recorders); later RTCP reports
+    (RFC 3550 §6.2 intervals)."""
     cdef Endpoint* ep
     cdef Event e
     c.ticks += 1
@@ -454,6 +498,7 @@ cdef void on_tick(Core* c, int64_t now) noexcept nogil:
             e.endpoint_id = ep.id
             push_event(c, &e)
         ep = ep.next
+    frame_tick(c, now)
     pthread_mutex_unlock(&c.state_lock)
 
 
@@ -462,6 +507,7 @@ cdef void free_graveyard(Core* c) noexcept nogil:
     cdef Endpoint* nxt
     while ep != NULL:
         nxt = ep.next_dead
+        frame_free(ep)
         free(ep)
         ep = nxt
     c.graveyard = NULL
@@ -484,8 +530,15 @@ cdef void run_loop(Core* c) noexcept nogil:
             if tag == TAG_COMMANDS:
                 drain_commands(c)
             elif tag == TAG_CLOCK:
+                expirations = 0
                 read(c.clock_fd, &expirations, 8)
-                on_tick(c, monotonic_ns())
+                # A stalled thread catches up on missed ticks (up to MAX_CATCH_UP), so players
+                # and jitter buffers keep real time; a longer stall is lost time.
+                if expirations > MAX_CATCH_UP:
+                    expirations = MAX_CATCH_UP
+                while expirations > 0:
+                    on_tick(c, monotonic_ns())
+                    expirations -= 1
             else:
                 ep = <Endpoint*><size_t>(tag & ~(<uint64_t>1))
                 if ep.dead:
