@@ -1,0 +1,260 @@
+"""IVR flows on live calls: carries out what an `IvrSession` asks (play prompts on the caller's
+media endpoint, time out, look up the CRM, record a message) and feeds back what happens (keys
+from RFC 4733 events, prompt ends, look-up answers).
+
+Prompts come from the administrator's own recordings first (`<data>/sounds/<language>/...`),
+then the shipped ones; a prompt missing in the caller's language falls back to the other
+language rather than leaving a silent gap. A read-out concatenates its prompts into one buffer,
+played as one prompt so the numbers flow without gaps between files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from acd.ivr import (
+    Action,
+    BookCallback,
+    Hangup,
+    IvrSession,
+    Lookup,
+    Play,
+    RecordMessage,
+    StartTimer,
+    StopPlay,
+    StoreRating,
+    Transfer,
+)
+from acd.ivr_store import FlowNotFound, FlowStore
+from acd.lookups import CrmLookups
+from acd.prompt_catalogue import SOUNDS, sound_path
+from acd.say import LANGUAGES
+from mediacore.engine import Endpoint, MediaEngine
+from mediacore.errors import MediaError
+from mediacore.events import DtmfDigit, MediaEvent, PromptDone
+
+log = logging.getLogger(__name__)
+
+# A caller's look-up waits at most this long for the CRM; then the flow hears "not found".
+LOOKUP_TIMEOUT_S = 2.0
+CALLER_LOOKUP_TIMEOUT_S = 0.3
+
+
+@dataclass
+class _Running:
+    call_id: str
+    endpoint: Endpoint
+    session: IvrSession
+    play_id: int | None = None
+    #: The buffer the engine is reading: kept alive until its PromptDone.
+    playing: np.ndarray | None = None
+    timer: asyncio.TimerHandle | None = None
+    tasks: set[asyncio.Task] = field(default_factory=set)
+    started_at: float = field(default_factory=time.time)
+
+
+class IvrRunner:
+    """Every call currently in an IVR flow."""
+
+    def __init__(self, engine: MediaEngine, flows: FlowStore, lookups: CrmLookups | None, *,
+                 route: Callable[[str, Transfer], None], hangup: Callable[[str, str], None],
+                 is_open: Callable[[str], bool] = lambda name: True,
+                 book_callback: Callable[[str, str, str], None] | None = None,
+                 store_rating: Callable[[str, int], None] | None = None,
+                 record_message: Callable[[str, Endpoint, RecordMessage], asyncio.Future[bool]] | None = None,
+                 sound_dirs: tuple[Path, ...] = (SOUNDS,)) -> None:
+        self._engine = engine
+        self._flows = flows
+        self._lookups = lookups
+        self._route = route
+        self._hangup = hangup
+        self._is_open = is_open
+        self._book_callback = book_callback
+        self._store_rating = store_rating
+        self._record_message = record_message
+        self._sound_dirs = sound_dirs
+        self._calls: dict[str, _Running] = {}
+        self._by_endpoint: dict[int, _Running] = {}
+
+    def __contains__(self, call_id: str) -> bool:
+        return call_id in self._calls
+
+    async def start(self, call_id: str, endpoint: Endpoint, caller: str, flow_name: str) -> None:
+        """Run the live version of `flow_name` for an answered call on its caller-side endpoint."""
+        try:
+            flow = await self._flows.live(flow_name)
+        except FlowNotFound as exc:
+            log.error("call %s: %s", call_id, exc)
+            self._hangup(call_id, "ivr_missing")
+            return
+        variables = await self._caller_variables(caller)
+        session = IvrSession(flow, caller=caller, variables=variables, is_open=self._is_open)
+        run = _Running(call_id, endpoint, session)
+        self._calls[call_id] = run
+        self._by_endpoint[endpoint.id] = run
+        log.info("call %s: IVR %s v%d", call_id, flow.name, flow.version)
+        self._do(run, session.start())
+
+    def ended(self, call_id: str) -> None:
+        """The call hung up (or left the IVR): stop everything it had running."""
+        run = self._calls.pop(call_id, None)
+        if run is None:
+            return
+        self._by_endpoint.pop(run.endpoint.id, None)
+        run.session.hung_up()
+        if run.timer is not None:
+            run.timer.cancel()
+        for task in run.tasks:
+            task.cancel()
+        log.info("call %s: left IVR %s after %s", call_id, run.session.flow.name, " > ".join(run.session.path))
+
+    def on_media_event(self, event: MediaEvent) -> bool:
+        """Feed an engine event; True if it belonged to a call in an IVR."""
+        run = self._by_endpoint.get(getattr(event, "endpoint_id", -1))
+        if run is None:
+            return False
+        if isinstance(event, DtmfDigit):
+            self._do(run, run.session.digit(event.digit))
+        elif isinstance(event, PromptDone):
+            if event.play_id == run.play_id:
+                run.play_id = None
+                run.playing = None
+                self._do(run, run.session.prompt_done())
+        else:
+            return False
+        return True
+
+    # -- actions -------------------------------------------------------------------------------
+
+    def _do(self, run: _Running, actions: list[Action]) -> None:
+        for action in actions:
+            if run.call_id not in self._calls:
+                return
+            try:
+                self._act(run, action)
+            except MediaError as exc:           # the endpoint went away under us
+                log.warning("call %s: IVR %s: %s", run.call_id, type(action).__name__, exc)
+                self._finish(run, "media_error")
+                return
+
+    def _act(self, run: _Running, action: Action) -> None:
+        if isinstance(action, Play):
+            self._play(run, action)
+        elif isinstance(action, StopPlay):
+            run.play_id = None          # its PromptDone(completed=False) is not news
+            self._engine.stop_playback(run.endpoint)
+        elif isinstance(action, StartTimer):
+            if run.timer is not None:
+                run.timer.cancel()
+            loop = asyncio.get_running_loop()
+            run.timer = loop.call_later(action.seconds, self._timeout, run, action.token)
+        elif isinstance(action, Lookup):
+            self._spawn(run, self._lookup(run, action))
+        elif isinstance(action, RecordMessage):
+            self._spawn(run, self._record(run, action))
+        elif isinstance(action, BookCallback):
+            if self._book_callback is not None:
+                self._book_callback(run.call_id, action.queue, action.number)
+        elif isinstance(action, StoreRating):
+            if self._store_rating is not None:
+                self._store_rating(run.call_id, action.rating)
+        elif isinstance(action, Transfer):
+            self._leave(run)
+            self._route(run.call_id, action)
+        elif isinstance(action, Hangup):
+            self._finish(run, "ivr_" + ("end" if action.reason == "flow ended" else "error"))
+
+    def _play(self, run: _Running, action: Play) -> None:
+        pieces = [pcm for name in action.prompts if (pcm := self._prompt(name, action.language)) is not None]
+        if not pieces:
+            # Nothing to play (all missing): behave as if it had played, on the next loop turn.
+            asyncio.get_running_loop().call_soon(self._prompt_finished_empty, run)
+            return
+        pcm = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+        run.playing = pcm
+        run.play_id = self._engine.play(run.endpoint, pcm)
+
+    def _prompt_finished_empty(self, run: _Running) -> None:
+        if run.call_id in self._calls:
+            self._do(run, run.session.prompt_done())
+
+    def _prompt(self, name: str, language: str) -> np.ndarray | None:
+        for lang in (language, *[other for other in LANGUAGES if other != language]):
+            for root in self._sound_dirs:
+                try:
+                    path = sound_path(lang, name, root)
+                except ValueError:
+                    return None
+                if path.exists():
+                    try:
+                        return self._engine.prompts.load(path)
+                    except MediaError as exc:
+                        log.warning("prompt %s: %s", path, exc)
+        log.warning("IVR prompt %r has no sound file in any language", name)
+        return None
+
+    def _timeout(self, run: _Running, token: int) -> None:
+        run.timer = None
+        if run.call_id in self._calls:
+            self._do(run, run.session.timeout(token))
+
+    async def _lookup(self, run: _Running, action: Lookup) -> None:
+        values = None
+        if self._lookups is not None:
+            try:
+                values = await asyncio.wait_for(self._lookups.ivr_lookup(action.query, action.key), LOOKUP_TIMEOUT_S)
+            except TimeoutError:
+                log.warning("call %s: IVR look-up %s timed out", run.call_id, action.query)
+            except Exception:
+                log.exception("call %s: IVR look-up %s failed", run.call_id, action.query)
+        if run.call_id in self._calls:
+            self._do(run, run.session.lookup_result(values))
+
+    async def _record(self, run: _Running, action: RecordMessage) -> None:
+        saved = False
+        if self._record_message is not None:
+            try:
+                saved = await self._record_message(run.call_id, run.endpoint, action)
+            except Exception:
+                log.exception("call %s: recording the IVR message failed", run.call_id)
+        else:
+            log.error("call %s: no message recorder configured", run.call_id)
+        if run.call_id in self._calls:
+            self._do(run, run.session.message_recorded(saved))
+
+    async def _caller_variables(self, caller: str) -> dict[str, str]:
+        if self._lookups is None or not caller:
+            return {}
+        try:
+            info = await asyncio.wait_for(self._lookups.caller(caller), CALLER_LOOKUP_TIMEOUT_S)
+        except TimeoutError:
+            return {}
+        except Exception:
+            log.exception("caller look-up for the IVR failed")
+            return {}
+        if info is None:
+            return {}
+        return {"member_id": str(info.member_id), "name": info.name, "vip_level": str(info.vip_rank),
+                "blacklisted": "1" if info.blacklisted else "0", "points": str(info.points)}
+
+    def _spawn(self, run: _Running, work) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        run.tasks.add(task)
+        task.add_done_callback(run.tasks.discard)
+
+    def _leave(self, run: _Running) -> None:
+        if run.play_id is not None:
+            run.play_id = None
+            self._engine.stop_playback(run.endpoint)
+        self.ended(run.call_id)
+
+    def _finish(self, run: _Running, cause: str) -> None:
+        self._leave(run)
+        self._hangup(run.call_id, cause)

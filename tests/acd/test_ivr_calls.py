@@ -1,0 +1,178 @@
+"""IVR flows on a real media engine: a UDP peer plays the caller, hears prompts as RTP and
+presses keys as RFC 4733 events; look-ups go to a real CRM on a SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import struct
+
+import numpy as np
+import pytest
+import soundfile
+
+from acd.demo_flows import MAIN_IVR
+from acd.ivr_calls import IvrRunner
+from acd.ivr_flow import NodeType
+from acd.ivr_store import MIGRATIONS_IVR, FlowStore
+from acd.prompt_catalogue import texts
+from acd.say import LANGUAGES
+from callcenter.crm_bridge import CrmBridge
+from callcenter.database import apply_migrations, open_database
+from crm import schema
+from crm.access import SYSTEM
+from crm.passwords import ScryptParams
+from crm.service import Crm
+from mediacore import MediaEngine
+from mediacore.rtp import RtpPacket
+
+EVENT_PT = 101
+KEYS = {str(d): d for d in range(10)} | {"*": 10, "#": 11}
+
+
+@pytest.fixture
+def sounds(tmp_path):
+    """Every catalogue prompt as a short tone (0.1 s; 'ivr/welcome' 0.3 s), so flows run fast."""
+    root = tmp_path / "sounds"
+    for language in LANGUAGES:
+        for index, name in enumerate(texts(language)):
+            path = root / language / f"{name}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            seconds = 0.3 if name == "ivr/welcome" else 0.1
+            t = np.arange(int(8000 * seconds)) / 8000
+            tone = (8000 * np.sin(2 * np.pi * (300 + 10 * index) * t)).astype(np.int16)
+            soundfile.write(path, tone, 8000, subtype="PCM_16")
+    return root
+
+
+@pytest.fixture
+async def crm(tmp_path):
+    conn = await open_database(tmp_path / "callcenter.db")
+    await apply_migrations(conn, "crm", schema.MIGRATIONS)
+    await apply_migrations(conn, "ivr", [MIGRATIONS_IVR])
+    from crm.db import Database
+
+    try:
+        yield Crm.build(Database(conn), password_params=ScryptParams(log2_n=4, r=8, p=1)), conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def engine():
+    base = 20000 + 2 * random.randrange(0, 4900)
+    eng = MediaEngine("127.0.0.1", base, base + 99)
+    await eng.start()
+    try:
+        yield eng
+    finally:
+        eng.close()
+
+
+class Caller:
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+        self.port = self.sock.getsockname()[1]
+        self.seq = 1
+        self.ts = 1000
+
+    def press(self, key: str, target: int) -> None:
+        for i, duration in enumerate((160, 320, 640, 640, 640)):
+            end = i >= 2
+            payload = struct.pack("!BBH", KEYS[key], (0x80 if end else 0) | 10, duration)
+            packet = RtpPacket(EVENT_PT, self.seq, self.ts, 0x1234, payload, marker=i == 0)
+            self.sock.sendto(packet.serialize(), ("127.0.0.1", target))
+            self.seq += 1
+        self.ts += 2000
+
+    def audio_packets(self) -> int:
+        """Non-silent audio packets received so far (prompts reach the caller)."""
+        count = 0
+        while True:
+            try:
+                data = self.sock.recv(4096)
+            except BlockingIOError:
+                return count
+            packet = RtpPacket.parse(data)
+            pcm = np.frombuffer(packet.payload, dtype=np.uint8)
+            count += int(packet.payload_type == 0 and (pcm != 0xFF).any() and (pcm != 0x7F).any())
+
+
+async def run_ivr(engine, crm, sounds, *, is_open=lambda name: True):
+    crm_service, conn = crm
+    flows = FlowStore(conn)
+    await flows.save(MAIN_IVR)
+    outcome: asyncio.Future = asyncio.get_running_loop().create_future()
+    runner = IvrRunner(
+        engine, flows, CrmBridge(crm_service), sound_dirs=(sounds,), is_open=is_open,
+        route=lambda call, transfer: outcome.set_result(("route", transfer)),
+        hangup=lambda call, cause: outcome.set_result(("hangup", cause)))
+    engine.set_event_handler(runner.on_media_event)
+    endpoint = engine.create_endpoint("PCMU", 0, telephone_event_pt=EVENT_PT)
+    caller = Caller()
+    engine.set_remote(endpoint, "127.0.0.1", caller.port)
+    return runner, endpoint, caller, outcome
+
+
+async def until(predicate, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.02)
+
+
+async def test_points_balance_for_a_known_caller_then_an_agent(engine, crm, sounds):
+    member = await crm[0].members.create(SYSTEM, "王芳", phones=["13800138000"], level="gold")
+    await crm[0].points.earn(SYSTEM, member.id, 2345, "opening balance")
+    runner, endpoint, caller, outcome = await run_ivr(engine, crm, sounds)
+    await runner.start("call-1", endpoint, "13800138000", "main")
+    run = runner._calls["call-1"]
+    await until(lambda: run.session.path[-1] == "welcome")     # the language menu timed out (3 s)
+    assert run.session.language == "zh-CN"
+    await until(lambda: run.session.path[-1] == "menu")
+    caller.press("1", endpoint.local_port)                     # points
+    await until(lambda: "say-points" in run.session.path)
+    assert run.session.variables["points"] == "2345" and run.session.variables["name"] == "王芳"
+    await until(lambda: run.session.path[-1] == "menu" and run.play_id is not None)
+    caller.press("0", endpoint.local_port)                     # an agent
+    kind, transfer = await asyncio.wait_for(outcome, 10)
+    assert kind == "route" and transfer.kind is NodeType.QUEUE and transfer.target == "8002"
+    assert caller.audio_packets() > 20                          # the prompts were heard
+    assert "call-1" not in runner
+
+
+async def test_english_unknown_caller_keys_in_a_member_number(engine, crm, sounds):
+    await crm[0].members.create(SYSTEM, "Li Lei", phones=["13900139000"], card_no="88886666")
+    runner, endpoint, caller, outcome = await run_ivr(engine, crm, sounds)
+    await runner.start("call-2", endpoint, "02150001234", "main")
+    run = runner._calls["call-2"]
+    caller.press("2", endpoint.local_port)                     # English
+    await until(lambda: run.session.language == "en")
+    await until(lambda: run.session.path[-1] == "menu")
+    caller.press("1", endpoint.local_port)
+    await until(lambda: run.session.path[-1] == "ask-member")
+    for key in "88886666#":
+        caller.press(key, endpoint.local_port)
+        await asyncio.sleep(0.03)
+    await until(lambda: "say-points" in run.session.path)
+    assert run.session.variables["points"] == "0"
+    runner.ended("call-2")                                     # the caller hangs up
+    assert "call-2" not in runner and not outcome.done()
+
+
+async def test_after_hours_a_failed_message_recording_hands_the_caller_to_an_agent(engine, crm, sounds):
+    runner, endpoint, caller, outcome = await run_ivr(engine, crm, sounds, is_open=lambda name: False)
+    await runner.start("call-3", endpoint, "13700137000", "main")
+    run = runner._calls["call-3"]
+    caller.press("1", endpoint.local_port)
+    kind, transfer = await asyncio.wait_for(outcome, 15)
+    assert kind == "route" and transfer.target == "8002"
+    assert run.session.path[-4:] == ["complaint", "check-saved", "agent", "agent-service"]
+
+
+async def test_a_missing_flow_hangs_up(engine, crm, sounds):
+    runner, endpoint, caller, outcome = await run_ivr(engine, crm, sounds)
+    await runner.start("call-4", endpoint, "1", "no-such-flow")
+    assert await outcome == ("hangup", "ivr_missing")
