@@ -40,6 +40,8 @@ import numpy as np
 from mediacore.errors import MediaError
 from mediacore.events import DtmfDigit, EngineFailure, MediaEvent, PromptDone, RtpTimeout, StreamStats
 from mediacore.prompts import BUS_RATE, PromptCache
+from mediacore.recording import RecordingInfo
+from mediacore.taps import Taps
 from mediacore.tones import render_tone, tone_spec
 from native import engine as _native
 
@@ -143,6 +145,8 @@ class MediaEngine:
         # call's packets for a moment (the far end has not processed the BYE yet).
         self._cursor = 0
         self._closed = False
+        self.taps = Taps(self)
+        "Recordings and conference rooms (also reachable through the methods below)."
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -169,6 +173,7 @@ class MediaEngine:
             if self._loop is not None and not self._loop.is_closed():
                 self._loop.remove_reader(self._native.event_fd)
             self._native.close()
+            self.taps.close()
         self._endpoints.clear()
         self._ports_in_use.clear()
         self._closing.clear()
@@ -384,6 +389,32 @@ class MediaEngine:
         """The oldest 20 ms frame the engine produced for the port (int16 bytes), None if none."""
         return self._running().read_frame(self._port(port).id)
 
+    # -- recordings and rooms (mediacore.taps) ---------------------------------------------------
+
+    def start_recording(self, path: str | Path, caller: AnyEndpoint | None,
+                        agent: AnyEndpoint | None = None) -> int:
+        """Record the legs' received audio to a new stereo WAV (caller left, agent right)."""
+        return self.taps.start_recording(path, caller, agent)
+
+    async def stop_recording(self, recording_id: int) -> RecordingInfo:
+        """Stop a recording and close its file off the loop: size, SHA-256, duration."""
+        return await self.taps.stop_recording(recording_id)
+
+    def create_room(self) -> int:
+        """A conference room: each member hears the sum of the others (up to 50 members)."""
+        return self.taps.create_room()
+
+    def join_room(self, room_id: int, member: AnyEndpoint, *, muted: bool = False, deaf: bool = False,
+                  whisper_to: AnyEndpoint | None = None) -> None:
+        """Add a leg to a room, or change its routes (mute, deaf, whisper to one member)."""
+        self.taps.join_room(room_id, member, muted=muted, deaf=deaf, whisper_to=whisper_to)
+
+    def leave_room(self, room_id: int, member: AnyEndpoint) -> None:
+        self.taps.leave_room(room_id, member)
+
+    def close_room(self, room_id: int) -> None:
+        self.taps.close_room(room_id)
+
     def stats(self, endpoint: AnyEndpoint) -> StreamStats:
         """A consistent snapshot of the leg's counters and RFC 3550 receiver statistics."""
         return self._stats_from(self._running().stats(self._known(endpoint).id))
@@ -489,8 +520,12 @@ class MediaEngine:
                 event = DtmfDigit(endpoint_id, details[0], details[1])
             elif kind == _native.EVENT_PROMPT_DONE:
                 event = PromptDone(endpoint_id, details[0], details[1])
+            elif kind == _native.EVENT_RECORDING_DONE:
+                self.taps.recording_done(endpoint_id, error)     # the id is the recording's
+                continue
             elif kind == _native.EVENT_FINAL_STATS:
                 self._closing.pop(endpoint_id, None)
+                self.taps.forget_endpoint(endpoint_id)
                 event = self._stats_from(details, final=True)
             elif kind == _native.EVENT_FAILED:
                 event = EngineFailure(endpoint_id or None, error, os.strerror(error))

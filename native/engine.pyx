@@ -20,6 +20,24 @@ from posix.unistd cimport close, read
 
 from native.bus cimport BUS_FRAME, BUS_RATE
 from native.framepath cimport frame_free
+from native.recorder cimport WavRecorder
+from native.taps cimport (
+    TAP_DEAF,
+    TAP_MUTED,
+    TAP_RECORD_START,
+    TAP_RECORD_STOP,
+    TAP_ROOM_FREE,
+    TAP_ROOM_JOIN,
+    TAP_ROOM_LEAVE,
+    TAP_ROOM_NEW,
+    TAP_ROOM_SET,
+    Taps,
+    taps_command,
+    taps_forget,
+    taps_free,
+    taps_new,
+    taps_tick,
+)
 from native.medialoop cimport (
     BATCH,
     CMD_ADD,
@@ -33,6 +51,7 @@ from native.medialoop cimport (
     CMD_SET_REMOTE,
     CMD_SET_TIMEOUT,
     CMD_STOP,
+    CMD_TAP,
     CMD_STOP_PLAY,
     CODEC_BUS,
     CODEC_PCMA,
@@ -42,6 +61,7 @@ from native.medialoop cimport (
     EV_FAILED,
     EV_FINAL_STATS,
     EV_PROMPT_DONE,
+    EV_RECORDING_DONE,
     EV_RTP_TIMEOUT,
     EVENT_RING,
     MAX_DATAGRAM,
@@ -101,6 +121,12 @@ EVENT_FINAL_STATS = EV_FINAL_STATS
 EVENT_FAILED = EV_FAILED
 EVENT_DTMF = EV_DTMF
 EVENT_PROMPT_DONE = EV_PROMPT_DONE
+EVENT_RECORDING_DONE = EV_RECORDING_DONE
+TAPS = {"record_start": TAP_RECORD_START, "record_stop": TAP_RECORD_STOP, "room_new": TAP_ROOM_NEW,
+        "room_free": TAP_ROOM_FREE, "room_join": TAP_ROOM_JOIN, "room_set": TAP_ROOM_SET,
+        "room_leave": TAP_ROOM_LEAVE}
+TAP_FLAG_MUTED = TAP_MUTED
+TAP_FLAG_DEAF = TAP_DEAF
 BUS_SAMPLE_RATE = BUS_RATE
 BUS_FRAME_SAMPLES = BUS_FRAME
 
@@ -157,6 +183,8 @@ cdef class Engine:
     cdef bint closed
     cdef dict prompts          # play id -> the buffer the engine plays from, until PROMPT_DONE
     cdef uint64_t play_serial
+    cdef Taps* taps            # recordings and rooms on the frame hook (taps.pyx)
+    cdef dict recorders        # recording id -> its WavRecorder, until RECORDING_DONE
 
     def __cinit__(self, int capacity):
         cdef itimerspec tick
@@ -167,6 +195,7 @@ cdef class Engine:
             raise ValueError(f"endpoint capacity must be 1..32768, got {capacity}")
         self.capacity = capacity
         self.prompts = {}
+        self.recorders = {}
         self.core = <Core*>calloc(1, sizeof(Core))
         self.table = <Endpoint**>calloc(capacity, sizeof(Endpoint*))
         self.free_slots = <int*>calloc(capacity, sizeof(int))
@@ -180,6 +209,13 @@ cdef class Engine:
         c.rx_data = <uint8_t*>calloc(BATCH, MAX_DATAGRAM)
         if c.commands == NULL or c.events == NULL or c.rx_data == NULL:
             raise MemoryError()
+        self.taps = taps_new()
+        if self.taps == NULL:
+            raise MemoryError()
+        c.frame_hook = taps_tick
+        c.frame_hook_arg = self.taps
+        c.tap_command = taps_command
+        c.endpoint_gone = taps_forget
         pthread_mutex_init(&c.state_lock, NULL)
         pthread_mutex_init(&c.command_lock, NULL)
         pthread_cond_init(&c.command_space, NULL)
@@ -260,6 +296,11 @@ cdef class Engine:
             apply_command(c, &c.commands[c.command_head])
             c.command_head = (c.command_head + 1) % COMMAND_RING
             c.command_count -= 1
+        if self.taps != NULL:
+            # Recordings are flushed (their files stay valid; Python closes them) and rooms let
+            # go of their legs while the legs still exist.
+            taps_free(c, self.taps)
+            self.taps = NULL
         ep = c.live
         while ep != NULL:
             nxt = ep.next
@@ -293,6 +334,7 @@ cdef class Engine:
         free(self.drained)
         self.drained = NULL
         self.prompts.clear()      # nothing plays from them any more
+        self.recorders.clear()
 
     @property
     def event_fd(self) -> int:
@@ -552,6 +594,32 @@ cdef class Engine:
         cmd.value = event_pt
         self._push(&cmd)
 
+    # -- recordings and rooms (taps.pyx) --
+
+    def tap(self, int op, uint64_t value, uint64_t endpoint_id=0, uint64_t other_id=0, int flags=0,
+            WavRecorder recorder=None) -> None:
+        """One tap operation (taps.pxd TapOp): `value` is the recording or room id; endpoints
+        by id (0: none); a recording's WavRecorder is written by the engine thread and kept
+        referenced here until its RECORDING_DONE event."""
+        cdef Command cmd
+        memset(&cmd, 0, sizeof(Command))
+        cmd.op = CMD_TAP
+        cmd.arg = op
+        cmd.arg2 = flags
+        cmd.value = <int64_t>value
+        cmd.ep = self._lookup(endpoint_id) if endpoint_id else NULL
+        cmd.other = self._lookup(other_id) if other_id else NULL
+        if recorder is not None:
+            if recorder.rec == NULL:
+                raise ValueError("the recorder is closed")
+            cmd.data = recorder.rec
+            self.recorders[value] = recorder
+        try:
+            self._push(&cmd)
+        except BaseException:
+            self.recorders.pop(value, None)
+            raise
+
     def write_frame(self, uint64_t port_id, const int16_t[::1] pcm) -> None:
         """Hand one bus frame to a PCM port (never blocks; the oldest waiting frame is dropped
         when Python is more than the port's ring ahead)."""
@@ -622,6 +690,10 @@ cdef class Engine:
                 details = snapshot_dict(&e.stats)
             elif e.kind == EV_DTMF:
                 details = (chr(e.digit), e.duration_ms)
+            elif e.kind == EV_RECORDING_DONE:
+                # The engine no longer writes through this recorder: Python may close it.
+                self.recorders.pop(e.endpoint_id, None)
+                details = None
             elif e.kind == EV_PROMPT_DONE:
                 # The engine no longer reads this buffer: let it go.
                 self.prompts.pop(e.play_id, None)

@@ -62,6 +62,8 @@ cdef enum CommandOp:
     CMD_ECHO            # arg: on/off
     CMD_DTMF            # arg: RFC 4733 event code, value: duration in timestamp units
     CMD_SET_CODEC       # arg: codec, arg2: payload type, value: telephone-event PT (-1 none)
+    # Recordings and conference rooms (taps.pyx applies these through Core.tap_command).
+    CMD_TAP             # arg: the tap operation (taps.pxd TapOp); the other fields per operation
 
 cdef enum EventKind:
     EV_RTP_TIMEOUT = 1
@@ -69,6 +71,7 @@ cdef enum EventKind:
     EV_FAILED
     EV_DTMF             # digit, duration_ms: one RFC 4733 key press received
     EV_PROMPT_DONE      # play_id, completed: a player finished or was interrupted
+    EV_RECORDING_DONE   # endpoint_id: the recording's id, error: its first errno (0: none)
 
 
 ctypedef struct Counters:
@@ -219,6 +222,10 @@ ctypedef struct Event:
 # Called once per tick after every endpoint's in_frame is ready and before any out_frame is
 # encoded: where the conference mixer and the recorder plug in (Core.frame_hook).
 ctypedef void (*frame_hook_fn)(void* core, void* arg) noexcept nogil
+# CMD_TAP, applied on the engine thread in order with every other command.
+ctypedef void (*tap_command_fn)(void* core, Command* cmd, void* arg) noexcept nogil
+# An endpoint with pcm_users is about to be destroyed: whatever holds it must let go.
+ctypedef void (*endpoint_gone_fn)(void* core, Endpoint* ep, void* arg) noexcept nogil
 
 
 ctypedef struct Core:
@@ -249,7 +256,9 @@ ctypedef struct Core:
     Endpoint* graveyard
     uint64_t ticks
     frame_hook_fn frame_hook
-    void* frame_hook_arg
+    void* frame_hook_arg        # also the argument of tap_command and endpoint_gone
+    tap_command_fn tap_command
+    endpoint_gone_fn endpoint_gone
     uint8_t frame_tx[MAX_DATAGRAM]      # packets generated on the tick are built here
 
     uint8_t* rx_data

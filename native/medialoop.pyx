@@ -197,6 +197,8 @@ cdef void apply_command(Core* c, Command* cmd) noexcept nogil:
             c.live.prev = ep
         c.live = ep
     elif cmd.op == CMD_DESTROY:
+        if ep.pcm_users and c.endpoint_gone != NULL:
+            c.endpoint_gone(c, ep, c.frame_hook_arg)
         unlink_routes(c, ep)
         frame_release(c, ep)
         if not ep.is_port:
@@ -251,6 +253,9 @@ cdef void apply_command(Core* c, Command* cmd) noexcept nogil:
         ep.timeout_fired = 0
     elif cmd.op == CMD_STOP:
         c.stopping = 1
+    elif cmd.op == CMD_TAP:
+        if c.tap_command != NULL:
+            c.tap_command(c, cmd, c.frame_hook_arg)
     else:
         frame_command(c, cmd)
 
