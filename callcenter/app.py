@@ -30,6 +30,7 @@ from callcenter.database import apply_all, open_database
 from callcenter.tls import ensure_self_signed, server_context
 from crm.db import Database
 from crm.demo import seed_demo
+from crm.restore import apply_pending_restore
 from crm.schema import MIGRATIONS as CRM_MIGRATIONS
 from crm.service import Crm
 from mediacore.engine import MediaEngine
@@ -103,6 +104,11 @@ class Application:
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         db_path = cfg.data_dir / "callcenter.db"
+        # A backup staged for restore in the web UI replaces the database now, before anything
+        # reads it; the previous one is kept beside it.
+        kept = await asyncio.to_thread(apply_pending_restore, db_path)
+        if kept is not None:
+            log.warning("restored the staged backup; the previous database is kept as %s", kept)
         self.db = await open_database(db_path)
         await apply_all(self.db, schemas())
         # The registrar's write-behind flusher gets a connection of its own, so its batches never

@@ -56,6 +56,8 @@ MESSAGE_SEND = "message.send"  # one SMS or e-mail to one member or number
 MESSAGE_BULK = "message.bulk"  # bulk sending over a member filter (群发)
 TEMPLATE_WRITE = "template.write"  # SMS/e-mail templates and greeting days
 BACKUP_RUN = "backup.run"  # 数据管理: backup, verification, restore
+# -- third increment ----------------------------------------------------------------------
+NOTICE_WRITE = "notice.write"  # 公告: publish and withdraw notices, see read receipts
 
 ALL_PERMISSIONS: frozenset[str] = frozenset(
     {
@@ -67,6 +69,7 @@ ALL_PERMISSIONS: frozenset[str] = frozenset(
         APPOINTMENT_READ, APPOINTMENT_WRITE, APPOINTMENT_CONSULT, SCHEDULE_WRITE, CATALOGUE_WRITE,
         ORDER_READ, ORDER_WRITE, VISIT_READ, VISIT_WRITE, VISIT_ASSIGN, SURVEY_WRITE,
         KNOWLEDGE_READ, KNOWLEDGE_WRITE, MESSAGE_READ, MESSAGE_SEND, MESSAGE_BULK, TEMPLATE_WRITE, BACKUP_RUN,
+        NOTICE_WRITE,
     }
 )  # fmt: skip
 

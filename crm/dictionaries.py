@@ -20,6 +20,15 @@ from crm.errors import Conflict, NotFound, ValidationError
 _CODE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,47}$")
 
 
+#: Where records store each dictionary's codes: an item still used there cannot be deleted.
+DICTIONARY_USES: dict[str, tuple[tuple[str, str], ...]] = {
+    "customer_type": (("members", "customer_type"),),
+    "relationship_level": (("members", "relationship_level"),),
+    "source_channel": (("members", "source_channel"),),
+    "ticket_category": (("tickets", "category"),),
+}
+
+
 @dataclass(frozen=True)
 class DictionaryItem:
     dictionary: str
@@ -82,6 +91,29 @@ class DictionaryService:
             await audit.record(tx, self.clock, actor, "dictionary_item", before["id"] if before else None,
                                "update" if before else "create", before=before, after=item)  # fmt: skip
         return item
+
+    async def dictionaries(self) -> list[str]:
+        """The names of the dictionaries that exist, in name order."""
+        rows = await self.db.fetch_all("SELECT DISTINCT dictionary FROM dictionary_items ORDER BY dictionary")
+        return [r["dictionary"] for r in rows]
+
+    async def delete_item(self, actor: Actor, dictionary: str, code: str) -> None:
+        """Remove an item nothing refers to. One that records still hold is refused (Conflict):
+        deactivate it instead, so old records keep a label and new ones cannot pick it."""
+        actor.require(access.SETTINGS_WRITE)
+        async with self.db.transaction() as tx:
+            before = await tx.fetch_one(
+                "SELECT * FROM dictionary_items WHERE dictionary = ? AND code = ?", (dictionary, code)
+            )
+            if before is None:
+                raise NotFound(f"{dictionary}/{code} does not exist", code="dictionary.not_found")
+            for table, column in DICTIONARY_USES.get(dictionary, ()):
+                used = await tx.fetch_value(f"SELECT COUNT(*) FROM {table} WHERE {column} = ?", (code,))
+                if used:
+                    raise Conflict(f"{used} {table} record(s) still use {dictionary}/{code}: deactivate it instead",
+                                   code="dictionary.in_use")  # fmt: skip
+            await tx.execute("DELETE FROM dictionary_items WHERE id = ?", (before["id"],))
+            await audit.record(tx, self.clock, actor, "dictionary_item", before["id"], "delete", before=before)
 
     @staticmethod
     async def check_item(tx: Transaction, dictionary: str, code: str | None, *, field: str) -> str | None:

@@ -277,6 +277,18 @@ class MemberService:
             await scopes.require_member(r, actor, member_id)
             return (await self._load(r, [member_id]))[member_id]
 
+    async def names(self, actor: Actor, member_ids: Sequence[int]) -> dict[int, str]:
+        """Names of the given members this actor may see (for lists of tasks about members)."""
+        actor.require(access.MEMBER_READ)
+        ids = sorted(set(member_ids))[: common.MAX_PAGE_SIZE]
+        if not ids:
+            return {}
+        condition, params = scopes.member_condition(actor, "m")
+        rows = await self.db.fetch_all(
+            f"SELECT m.id, m.name FROM members m WHERE m.id IN ({', '.join('?' for _ in ids)}) AND {condition}",
+            [*ids, *params])  # fmt: skip
+        return {r["id"]: r["name"] for r in rows}
+
     async def search(self, actor: Actor, query: MemberQuery, *, offset: int = 0, limit: int = common.DEFAULT_PAGE_SIZE) -> common.Page[Member]:
         """Members matching every given filter, newest first, one page at a time."""
         actor.require(access.MEMBER_READ)

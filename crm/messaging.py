@@ -12,7 +12,8 @@ message, and retries follow one rule:
 Greetings (生日祝福, 节日问候) are queued by `run_due_greetings(today)`, which the scheduler calls
 once a day (calling it again the same day queues nothing twice: each greeting carries a key of
 member and day). Bulk sends (群发) go to the members of a member-search filter, skipping those on
-the blacklist and those without a mobile (SMS) or e-mail address.
+the blacklist, those who opted out of the channel (退订), and those without a mobile (SMS) or
+e-mail address; greetings skip the same members.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from crm import access, audit, common, scopes
 from crm.access import Actor
-from crm.clock import Clock, to_iso
+from crm.clock import Clock, from_iso, to_iso
 from crm.db import Database, Transaction
 from crm.errors import InvalidTransition, NotFound, ValidationError
 from crm.phones import PhoneNormaliser
@@ -89,6 +90,29 @@ class BulkResult:
 
 
 @dataclass(frozen=True)
+class PreviewMessage:
+    member_id: int
+    member_name: str
+    recipient: str
+    subject: str | None
+    body: str
+
+
+@dataclass(frozen=True)
+class BulkPreview:
+    """What a bulk send would do now, without queuing anything."""
+
+    matched: int
+    ready: int
+    blacklisted: int
+    opted_out: int
+    #: Without a mobile / e-mail address, or without a value one of the template's variables needs.
+    unreachable: int
+    #: The rendered messages of the first recipients.
+    samples: list[PreviewMessage]
+
+
+@dataclass(frozen=True)
 class GreetingRun:
     day: str
     birthday: int
@@ -126,10 +150,16 @@ def _message(row: dict[str, Any]) -> OutboxMessage:
     )  # fmt: skip
 
 
+# Its one parameter, first of every query built on it, is "now": {appointment_time} is the next
+# booked appointment from then on. The opt-out flags are per channel (退订, crm.opt_outs).
 _RECIPIENT_SQL = (
     "SELECT m.id, m.name, m.card_no, m.points_balance, m.birthday, m.email, m.blacklisted, l.name AS level_name,"
     " (SELECT p.e164 FROM member_phones p WHERE p.member_id = m.id AND p.kind = 'mobile'"
-    "  ORDER BY p.is_primary DESC, p.e164 LIMIT 1) AS mobile"
+    "  ORDER BY p.is_primary DESC, p.e164 LIMIT 1) AS mobile,"
+    " (SELECT MIN(a.starts_at) FROM appointments a WHERE a.member_id = m.id AND a.status = 'booked'"
+    "  AND a.starts_at >= ?) AS next_appointment,"
+    " EXISTS (SELECT 1 FROM message_opt_outs o WHERE o.member_id = m.id AND o.channel = 'sms') AS opted_out_sms,"
+    " EXISTS (SELECT 1 FROM message_opt_outs o WHERE o.member_id = m.id AND o.channel = 'email') AS opted_out_email"
     " FROM members m LEFT JOIN member_levels l ON l.code = m.level_code"
 )
 
@@ -162,7 +192,7 @@ class MessagingService:
         async with self.db.transaction() as tx:
             await scopes.require_member(tx, actor, member_id)
             template = await self._active_template(tx, template_code)
-            row = await tx.fetch_one(f"{_RECIPIENT_SQL} WHERE m.id = ?", (member_id,))
+            row = await tx.fetch_one(f"{_RECIPIENT_SQL} WHERE m.id = ?", (self._now(), member_id))
             assert row is not None
             recipient = self._contact(template.channel, row)
             if recipient is None:
@@ -200,20 +230,22 @@ class MessagingService:
         return message
 
     async def send_bulk(
-        self, actor: Actor, template_code: str, query: MemberQuery, *, variables: Mapping[str, Any] | None = None
-    ) -> BulkResult:
-        """群发: the template to every member of the filter (see the module docstring for who is skipped)."""
+        self, actor: Actor, template_code: str, query: MemberQuery, *, variables: Mapping[str, Any] | None = None,
+        birthday_month: int | None = None,
+    ) -> BulkResult:  # fmt: skip
+        """群发: the template to every member of the filter (see the module docstring for who is
+        skipped); `birthday_month` (1-12) narrows it to members born in that month."""
         actor.require(access.MESSAGE_BULK)
         actor.require(access.MEMBER_READ)
         extra = self._extra(variables)
-        condition, params = self.members.filter_condition(actor, query)
+        condition, params = self._audience(actor, query, birthday_month)
         async with self.db.transaction() as tx:
             template = await self._active_template(tx, template_code)
             unknown = [v for v in template.variables if v not in MEMBER_VARIABLES and v not in extra]
             if unknown:
                 raise ValidationError("variables", f"no value for {', '.join(unknown)}", code="template.missing_variable")
             rows = await tx.fetch_all(f"{_RECIPIENT_SQL} WHERE {condition} ORDER BY m.id LIMIT ?",
-                                      [*params, MAX_BULK_RECIPIENTS + 1])  # fmt: skip
+                                      [self._now(), *params, MAX_BULK_RECIPIENTS + 1])  # fmt: skip
             if len(rows) > MAX_BULK_RECIPIENTS:
                 raise ValidationError("query", f"more than {MAX_BULK_RECIPIENTS} members match: narrow the filter",
                                       code="message.too_many")  # fmt: skip
@@ -221,8 +253,8 @@ class MessagingService:
             batch_id = await tx.insert(
                 "INSERT INTO message_batches (template_code, filter_json, queued, skipped, created_by, created_at)"
                 " VALUES (?, ?, 0, 0, ?, ?) RETURNING id",
-                (template.code, json.dumps({k: v for k, v in asdict(query).items() if v is not None}, ensure_ascii=False),
-                 actor.user_id, now),
+                (template.code, json.dumps({k: v for k, v in {**asdict(query), "birthday_month": birthday_month}.items()
+                                            if v is not None}, ensure_ascii=False), actor.user_id, now),
             )  # fmt: skip
             batch = [self._prepare(template, row, extra) for row in rows if not row["blacklisted"]]
             ready = [b for b in batch if b is not None]
@@ -237,6 +269,48 @@ class MessagingService:
                              (result.queued, result.skipped, batch_id))  # fmt: skip
             await audit.record(tx, self.clock, actor, "message_batch", batch_id, "queue", after=result)
         return result
+
+    async def preview_bulk(
+        self, actor: Actor, template_code: str, query: MemberQuery, *, variables: Mapping[str, Any] | None = None,
+        birthday_month: int | None = None, sample: int = 5,
+    ) -> BulkPreview:  # fmt: skip
+        """The count and the first `sample` rendered messages a `send_bulk` with these arguments
+        would queue, and why the others would be skipped."""
+        actor.require(access.MESSAGE_BULK)
+        actor.require(access.MEMBER_READ)
+        extra = self._extra(variables)
+        condition, params = self._audience(actor, query, birthday_month)
+        if isinstance(sample, bool) or not isinstance(sample, int) or not 0 <= sample <= 50:
+            raise ValidationError("sample", "must be 0 to 50")
+        async with self.db.reading() as r:
+            template = await self._active_template(r, template_code)
+            unknown = [v for v in template.variables if v not in MEMBER_VARIABLES and v not in extra]
+            if unknown:
+                raise ValidationError("variables", f"no value for {', '.join(unknown)}", code="template.missing_variable")
+            rows = await r.fetch_all(f"{_RECIPIENT_SQL} WHERE {condition} ORDER BY m.id LIMIT ?",
+                                     [self._now(), *params, MAX_BULK_RECIPIENTS + 1])  # fmt: skip
+        if len(rows) > MAX_BULK_RECIPIENTS:
+            raise ValidationError("query", f"more than {MAX_BULK_RECIPIENTS} members match: narrow the filter",
+                                  code="message.too_many")  # fmt: skip
+        blacklisted = opted_out = unreachable = 0
+        ready: list[PreviewMessage] = []
+        count = 0
+        for row in rows:
+            if row["blacklisted"]:
+                blacklisted += 1
+                continue
+            if row[f"opted_out_{template.channel.value}"]:
+                opted_out += 1
+                continue
+            prepared = self._prepare(template, row, extra)
+            if prepared is None:
+                unreachable += 1
+                continue
+            count += 1
+            if len(ready) < sample:
+                member_id, to, subject, body = prepared
+                ready.append(PreviewMessage(member_id, row["name"], to, subject, body))
+        return BulkPreview(len(rows), count, blacklisted, opted_out, unreachable, ready)
 
     async def cancel(self, actor: Actor, message_id: int) -> OutboxMessage:
         actor.require(access.MESSAGE_SEND)
@@ -309,7 +383,7 @@ class MessagingService:
             async with self.db.transaction() as tx:
                 rows = await tx.fetch_all(
                     f"{_RECIPIENT_SQL} WHERE {condition} AND m.blacklisted = 0 AND m.id > ? ORDER BY m.id LIMIT ?",
-                    [*params, last_id, GREETING_CHUNK],
+                    [self._now(), *params, last_id, GREETING_CHUNK],
                 )
                 if not rows:
                     return queued
@@ -412,15 +486,31 @@ class MessagingService:
         async with self.db.reading() as r:
             await scopes.require_member(r, actor, member_id)
             template = await TemplateService.load(r, template_code)
-            row = await r.fetch_one(f"{_RECIPIENT_SQL} WHERE m.id = ?", (member_id,))
+            row = await r.fetch_one(f"{_RECIPIENT_SQL} WHERE m.id = ?", (self._now(), member_id))
         assert row is not None
         rendered = render_template(template, {**extra, **self._member_values(row)})
         return {"recipient": self._contact(template.channel, row), "subject": rendered.subject, "body": rendered.body}
 
     # -- helpers ------------------------------------------------------------------------------------
     def _member_values(self, row: dict[str, Any]) -> dict[str, Any]:
+        upcoming = row["next_appointment"]
+        appointment = from_iso(upcoming).astimezone(self.clock.tz).strftime("%Y-%m-%d %H:%M") if upcoming else None
         return {"name": row["name"], "points": row["points_balance"], "level": row["level_name"],
-                "card_no": row["card_no"], "birthday": row["birthday"], "today": self.clock.today().isoformat()}  # fmt: skip
+                "card_no": row["card_no"], "birthday": row["birthday"], "appointment_time": appointment,
+                "today": self.clock.today().isoformat()}  # fmt: skip
+
+    def _now(self) -> str:
+        return to_iso(self.clock.now())
+
+    def _audience(self, actor: Actor, query: MemberQuery, birthday_month: int | None) -> tuple[str, list[Any]]:
+        """The member filter's condition, narrowed to a birth month (an index range on birth_md)."""
+        condition, params = self.members.filter_condition(actor, query)
+        if birthday_month is None:
+            return condition, list(params)
+        if isinstance(birthday_month, bool) or not isinstance(birthday_month, int) or not 1 <= birthday_month <= 12:
+            raise ValidationError("birthday_month", "must be 1 to 12")
+        return (f"({condition}) AND m.birth_md BETWEEN ? AND ?",
+                [*params, f"{birthday_month:02d}-01", f"{birthday_month:02d}-31"])  # fmt: skip
 
     @staticmethod
     def _extra(variables: Mapping[str, Any] | None) -> dict[str, str]:
@@ -445,8 +535,8 @@ class MessagingService:
     def _prepare(self, template: Template, row: dict[str, Any], extra: dict[str, str]) -> tuple[int, str, str | None, str] | None:
         """(member, recipient, subject, body), or None when this member cannot get it."""
         recipient = self._contact(template.channel, row)
-        if recipient is None:
-            return None
+        if recipient is None or row[f"opted_out_{template.channel.value}"]:
+            return None  # no address, or unsubscribed from this channel's mailings (退订)
         values = {**extra, **self._member_values(row)}
         try:
             subject = render(template.subject, values, field="subject") if template.subject else None

@@ -803,4 +803,109 @@ INSERT INTO settings (key, value) VALUES
     ('greeting.birthday_template', 'birthday');
 """
 
-MIGRATIONS: list[str] = [_V1_TABLES + _V1_DEFAULTS, _V2_TABLES + _V2_DEFAULTS]
+_V3_TABLES = """
+-- 我的日程: an employee's own appointments with themselves (call back at 3, team meeting),
+-- each with an optional reminder time.
+CREATE TABLE schedule_items (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users (id),
+    title TEXT NOT NULL,
+    note TEXT NOT NULL DEFAULT '',
+    starts_at TEXT NOT NULL,
+    remind_at TEXT,
+    member_id INTEGER REFERENCES members (id),
+    done_at TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX ix_schedule_items_user ON schedule_items (user_id, starts_at);
+CREATE INDEX ix_schedule_items_remind ON schedule_items (user_id, done_at, remind_at);
+
+-- 站内消息: messages between staff. One recipient row per user, so a message to a department
+-- has a read mark per person.
+CREATE TABLE staff_messages (
+    id INTEGER PRIMARY KEY,
+    sender_id INTEGER REFERENCES users (id),
+    subject TEXT NOT NULL,
+    body TEXT NOT NULL DEFAULT '',
+    to_user_id INTEGER REFERENCES users (id),
+    to_department_id INTEGER REFERENCES departments (id),
+    created_at TEXT NOT NULL
+);
+CREATE INDEX ix_staff_messages_sender ON staff_messages (sender_id, id);
+CREATE TABLE staff_message_recipients (
+    message_id INTEGER NOT NULL REFERENCES staff_messages (id),
+    user_id INTEGER NOT NULL REFERENCES users (id),
+    read_at TEXT,
+    PRIMARY KEY (user_id, message_id)
+);
+CREATE INDEX ix_staff_message_recipients_message ON staff_message_recipients (message_id);
+
+-- 公告管理: company news, announcements, policies. No audience rows: everyone; else the listed
+-- departments and every department below them.
+CREATE TABLE notices (
+    id INTEGER PRIMARY KEY,
+    title TEXT NOT NULL,
+    body TEXT NOT NULL,
+    pinned INTEGER NOT NULL DEFAULT 0,
+    expires_at TEXT,
+    published_by INTEGER REFERENCES users (id),
+    published_at TEXT NOT NULL,
+    withdrawn_at TEXT
+);
+CREATE INDEX ix_notices_published ON notices (withdrawn_at, pinned, published_at);
+CREATE TABLE notice_departments (
+    notice_id INTEGER NOT NULL REFERENCES notices (id),
+    department_id INTEGER NOT NULL REFERENCES departments (id),
+    PRIMARY KEY (notice_id, department_id)
+);
+-- 阅读回执
+CREATE TABLE notice_reads (
+    notice_id INTEGER NOT NULL REFERENCES notices (id),
+    user_id INTEGER NOT NULL REFERENCES users (id),
+    read_at TEXT NOT NULL,
+    PRIMARY KEY (notice_id, user_id)
+);
+
+-- 退订: members who asked for no more bulk messages on a channel (replied TD, unsubscribed).
+-- Bulk sends and greetings skip them; a message one agent sends one member still goes.
+CREATE TABLE message_opt_outs (
+    member_id INTEGER NOT NULL REFERENCES members (id) ON DELETE CASCADE,
+    channel TEXT NOT NULL CHECK (channel IN ('sms', 'email')),
+    reason TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (member_id, channel)
+);
+
+-- Scales of 1-5 (satisfaction) or 0-10 (the "would you recommend us" question of NPS).
+ALTER TABLE survey_questions ADD COLUMN scale_max INTEGER NOT NULL DEFAULT 5;
+-- The answers' CHECK allowed 1-5 only; SQLite cannot alter a CHECK, so the table is rebuilt
+-- (nothing references it). The service checks the exact range per question.
+CREATE TABLE survey_answers_v3 (
+    response_id INTEGER NOT NULL REFERENCES survey_responses (id),
+    question_id INTEGER NOT NULL REFERENCES survey_questions (id),
+    scale_value INTEGER CHECK (scale_value BETWEEN 0 AND 10),
+    choice TEXT,
+    text_value TEXT,
+    PRIMARY KEY (response_id, question_id)
+);
+INSERT INTO survey_answers_v3 (response_id, question_id, scale_value, choice, text_value)
+    SELECT response_id, question_id, scale_value, choice, text_value FROM survey_answers;
+DROP TABLE survey_answers;
+ALTER TABLE survey_answers_v3 RENAME TO survey_answers;
+CREATE INDEX ix_survey_answers_question ON survey_answers (question_id, scale_value);
+
+-- A return visit may follow a closed ticket or a completed appointment (reason 'manual').
+ALTER TABLE return_visits ADD COLUMN ticket_id INTEGER REFERENCES tickets (id);
+ALTER TABLE return_visits ADD COLUMN appointment_id INTEGER REFERENCES appointments (id);
+CREATE UNIQUE INDEX ux_return_visits_ticket ON return_visits (ticket_id) WHERE ticket_id IS NOT NULL;
+CREATE UNIQUE INDEX ux_return_visits_appointment ON return_visits (appointment_id) WHERE appointment_id IS NOT NULL;
+"""
+
+_V3_DEFAULTS = """
+INSERT INTO role_permissions (role_id, permission)
+    SELECT r.id, 'notice.write' FROM roles r WHERE r.name IN ('admin', 'supervisor')
+    AND NOT EXISTS (SELECT 1 FROM role_permissions x WHERE x.role_id = r.id AND x.permission = 'notice.write');
+"""
+
+MIGRATIONS: list[str] = [_V1_TABLES + _V1_DEFAULTS, _V2_TABLES + _V2_DEFAULTS, _V3_TABLES + _V3_DEFAULTS]

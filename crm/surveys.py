@@ -1,6 +1,7 @@
 """客户调查: survey definitions, the answers members give, and the satisfaction figures.
 
-A survey is a list of questions: 1–5 scales, single or multiple choice, free text. It is edited
+A survey is a list of questions: 1–5 scales, 0–10 scales (the "would you recommend us"
+question of the Net Promoter Score), single or multiple choice, free text. It is edited
 while a draft; once active its questions are frozen, because stored answers refer to them.
 Answers are taken during a return visit (`crm.visits`), which knows whose service the member is
 asked about (the technician, the expert, the seller): the satisfaction figures average the scale
@@ -26,6 +27,9 @@ MAX_QUESTIONS = 50
 MAX_OPTIONS = 20
 MAX_TEXT_ANSWER = 2000
 SCALE = range(1, 6)
+#: The scale of a question is 1-5 or 0-10; the 0-10 one is NPS's (Reichheld, 2003): 9-10
+#: promoters, 7-8 passives, 0-6 detractors.
+SCALES = {5: range(1, 6), 10: range(0, 11)}
 
 
 class SurveyStatus(StrEnum):
@@ -50,6 +54,8 @@ class QuestionSpec:
     options: tuple[str, ...] = ()
     required: bool = True
     satisfaction: bool = False
+    #: Scale questions: 5 (1-5) or 10 (0-10).
+    scale_max: int = 5
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,11 @@ class Question:
     options: tuple[str, ...]
     required: bool
     satisfaction: bool
+    scale_max: int = 5
+
+    @property
+    def scale(self) -> range:
+        return SCALES[self.scale_max]
 
 
 @dataclass(frozen=True)
@@ -106,7 +117,7 @@ class Satisfaction:
 def _question(row: dict[str, Any]) -> Question:
     return Question(row["id"], row["position"], QuestionKind(row["kind"]), row["prompt"],
                     tuple(json.loads(row["options_json"]) if row["options_json"] else ()), bool(row["required"]),
-                    bool(row["satisfaction"]))  # fmt: skip
+                    bool(row["satisfaction"]), row["scale_max"])  # fmt: skip
 
 
 def check_answers(survey: Survey, answers: Sequence[Answer]) -> list[Answer]:
@@ -123,8 +134,9 @@ def check_answers(survey: Survey, answers: Sequence[Answer]) -> list[Answer]:
             raise ValidationError(name, f"question {question.id} answered twice")
         if question.kind is QuestionKind.SCALE:
             value = answer.scale_value
-            if isinstance(value, bool) or not isinstance(value, int) or value not in SCALE:
-                raise ValidationError(name, "a scale answer is 1 to 5", code="survey.bad_scale")
+            if isinstance(value, bool) or not isinstance(value, int) or value not in question.scale:
+                raise ValidationError(name, f"a scale answer is {question.scale[0]} to {question.scale[-1]}",
+                                      code="survey.bad_scale")  # fmt: skip
             seen[question.id] = Answer(question.id, scale_value=value)
         elif question.kind is QuestionKind.CHOICE:
             if answer.choice not in question.options:
@@ -224,7 +236,8 @@ class SurveyService:
         actor.require(access.REPORT_READ)
         if until <= since:
             raise ValidationError("until", "must be after since")
-        where = ["q.satisfaction = 1", "a.scale_value IS NOT NULL", "r.created_at >= ?", "r.created_at < ?"]
+        where = ["q.satisfaction = 1", "q.scale_max = 5", "a.scale_value IS NOT NULL", "r.created_at >= ?",
+                 "r.created_at < ?"]
         params: list[Any] = [to_iso(since), to_iso(until)]
         if survey_id is not None:
             where.append("r.survey_id = ?")
@@ -318,19 +331,22 @@ class SurveyService:
                     raise ValidationError(f"{name}.options", f"2 to {MAX_OPTIONS} distinct options", code="survey.bad_options")
             elif options:
                 raise ValidationError(f"{name}.options", f"a {kind.value} question has no options")
-            if spec.satisfaction and kind is not QuestionKind.SCALE:
+            scale_max = spec.scale_max if kind is QuestionKind.SCALE else 5
+            if scale_max not in SCALES:
+                raise ValidationError(f"{name}.scale_max", "a scale is 1-5 (5) or 0-10 (10)", code="survey.bad_scale_max")
+            if spec.satisfaction and (kind is not QuestionKind.SCALE or scale_max != 5):
                 raise ValidationError(f"{name}.satisfaction", "only a 1-5 scale counts towards satisfaction")
-            out.append(QuestionSpec(kind, prompt, options, bool(spec.required), bool(spec.satisfaction)))
+            out.append(QuestionSpec(kind, prompt, options, bool(spec.required), bool(spec.satisfaction), scale_max))
         return out
 
     @staticmethod
     async def _write_questions(tx: Transaction, survey_id: int, questions: list[QuestionSpec]) -> None:
         await tx.execute_many(
-            "INSERT INTO survey_questions (survey_id, position, kind, prompt, options_json, required, satisfaction)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO survey_questions (survey_id, position, kind, prompt, options_json, required, satisfaction,"
+            " scale_max) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [(survey_id, i + 1, QuestionKind(q.kind).value, q.prompt,
               json.dumps(list(q.options), ensure_ascii=False) if q.options else None,
-              1 if q.required else 0, 1 if q.satisfaction else 0) for i, q in enumerate(questions)],
+              1 if q.required else 0, 1 if q.satisfaction else 0, q.scale_max) for i, q in enumerate(questions)],
         )  # fmt: skip
 
 

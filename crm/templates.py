@@ -6,7 +6,8 @@ a template is text an operator typed, not code. Saving a template checks its syn
 refuses a missing variable by name instead of sending "Dear {name}" to a member.
 
 Member variables (filled by `crm.messaging` for each recipient): {name} 姓名, {points} 积分,
-{level} 会员级别, {card_no} 卡号, {birthday} 生日, and {today}, the site's date.
+{level} 会员级别, {card_no} 卡号, {birthday} 生日, {appointment_time} the member's next booked
+appointment (site time, `YYYY-MM-DD HH:MM`), and {today}, the site's date.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from crm.dictionaries import check_code
 from crm.errors import NotFound, ValidationError
 from crm.providers import Channel
 
-MEMBER_VARIABLES = frozenset({"name", "points", "level", "card_no", "birthday", "today"})
+MEMBER_VARIABLES = frozenset({"name", "points", "level", "card_no", "birthday", "appointment_time", "today"})
 #: Longest SMS body: seven concatenated segments of 70 UCS-2 characters (3GPP TS 23.040 allows
 #: 255 segments; carriers and budgets do not).
 MAX_SMS_CHARS = 490

@@ -29,7 +29,7 @@ from crm import access, audit, common, scopes
 from crm.access import Actor
 from crm.clock import Clock, to_iso
 from crm.db import Database, Transaction
-from crm.errors import Forbidden, InvalidTransition, NotFound, ValidationError
+from crm.errors import Conflict, Forbidden, InvalidTransition, NotFound, ValidationError
 from crm.surveys import Answer, SurveyService, SurveyStatus
 
 if TYPE_CHECKING:
@@ -84,6 +84,9 @@ class ReturnVisit:
     updated_at: str
     completed_at: str | None
     answers: tuple[Answer, ...] = ()
+    #: The closed ticket or completed appointment this visit follows up, if any.
+    ticket_id: int | None = None
+    appointment_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,63 @@ class VisitService:
                 "INSERT INTO return_visits (member_id, reason, survey_id, staff_id, assignee_id, status, note, due_at,"
                 " created_by, created_at, updated_at) VALUES (?, 'manual', ?, ?, ?, 'open', ?, ?, ?, ?, ?) RETURNING id",
                 (member_id, survey_id, staff_id, assignee_id, note, to_iso(due_at) if due_at else None,
+                 actor.user_id, now, now),
+            )  # fmt: skip
+            visit = await self._visit(tx, visit_id)
+            await audit.record(tx, self.clock, actor, "return_visit", visit_id, "create", after=visit)
+        return visit
+
+    async def follow_up(
+        self,
+        actor: Actor,
+        *,
+        ticket_id: int | None = None,
+        appointment_id: int | None = None,
+        survey_id: int | None = None,
+        assignee_id: int | None = None,
+        due_at: datetime | None = None,
+        note: str = "",
+    ) -> ReturnVisit:
+        """回访 after a resolved or closed ticket, or a completed appointment (exactly one): the
+        member is asked about that service; for an appointment, about its expert. One visit per
+        ticket or appointment (Conflict on a second)."""
+        actor.require(access.VISIT_WRITE)
+        note = common.text("note", note, max_length=2000, required=False)
+        if (ticket_id is None) == (appointment_id is None):
+            raise ValidationError("source", "choose one ticket or one appointment", code="visit.source")
+        if assignee_id is not None and assignee_id != actor.user_id:
+            actor.require(access.VISIT_ASSIGN)
+        async with self.db.transaction() as tx:
+            if ticket_id is not None:
+                source = await scopes.require_ticket(tx, actor, ticket_id)
+                if source["status"] not in ("resolved", "closed"):
+                    raise InvalidTransition(f"ticket {ticket_id} is {source['status']}: visit after it is resolved",
+                                            code="visit.source_open")  # fmt: skip
+                if source["member_id"] is None:
+                    raise ValidationError("ticket_id", f"ticket {ticket_id} has no member", code="visit.no_member")
+                member_id, staff_id, column, key = source["member_id"], source["assignee_id"], "ticket_id", ticket_id
+            else:
+                source = await tx.fetch_one("SELECT * FROM appointments WHERE id = ?", (appointment_id,))
+                if source is None:
+                    raise NotFound(f"appointment {appointment_id} does not exist", code="appointment.not_found")
+                await scopes.require_member(tx, actor, source["member_id"])
+                if source["status"] != "completed":
+                    raise InvalidTransition(f"appointment {appointment_id} is {source['status']}: visit after it is"
+                                            " completed", code="visit.source_open")  # fmt: skip
+                member_id, staff_id = source["member_id"], source["expert_id"]
+                column, key = "appointment_id", appointment_id
+            if await tx.fetch_value(f"SELECT 1 FROM return_visits WHERE {column} = ?", (key,)):
+                raise Conflict(f"{column.removesuffix('_id')} {key} already has a return visit", code="visit.duplicate")
+            if survey_id is not None:
+                await self._active_survey(tx, survey_id)
+            if assignee_id is not None:
+                await self._check_user(tx, "assignee_id", assignee_id)
+            now = to_iso(self.clock.now())
+            visit_id = await tx.insert(
+                f"INSERT INTO return_visits (member_id, reason, {column}, survey_id, staff_id, assignee_id, status,"
+                " note, due_at, created_by, created_at, updated_at)"
+                " VALUES (?, 'manual', ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?) RETURNING id",
+                (member_id, key, survey_id, staff_id, assignee_id, note, to_iso(due_at) if due_at else None,
                  actor.user_id, now, now),
             )  # fmt: skip
             visit = await self._visit(tx, visit_id)
@@ -412,5 +472,6 @@ def _visit(row: dict[str, Any]) -> ReturnVisit:
         staff_id=row["staff_id"], assignee_id=row["assignee_id"], status=VisitStatus(row["status"]),
         outcome=VisitOutcome(row["outcome"]) if row["outcome"] else None, attempts=row["attempts"], note=row["note"],
         due_at=row["due_at"], created_by=row["created_by"], created_at=row["created_at"],
-        updated_at=row["updated_at"], completed_at=row["completed_at"],
+        updated_at=row["updated_at"], completed_at=row["completed_at"], ticket_id=row.get("ticket_id"),
+        appointment_id=row.get("appointment_id"),
     )  # fmt: skip

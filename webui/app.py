@@ -17,13 +17,19 @@ from webui.admin_pages import AdminPages
 from webui.api import api_routes
 from webui.api.http import bearer_authenticator
 from webui.appointment_pages import AppointmentPages
+from webui.backup_pages import BackupPages
+from webui.dictionary_pages import DictionaryPages
 from webui.knowledge_pages import KnowledgePages
+from webui.message_pages import MessagePages
+from webui.notice_pages import NoticePages
 from webui.pages import Pages
 from webui.report_pages import ReportPages
 from webui.sessions import SessionStore
+from webui.survey_pages import SurveyPages
 from webui.ticket_pages import TicketPages
 from webui.wallboard_pages import WallboardPages
 from webui.workorder_pages import WorkOrderPages
+from webui.workspace_pages import WorkspacePages
 
 
 @dataclass
@@ -69,7 +75,9 @@ def create_app(services: WebServices) -> Starlette:
         routes += (pages.routes() + TicketPages(pages).routes() + WorkOrderPages(pages).routes()
                    + AdminPages(pages).routes() + WallboardPages(pages, services.wallboard).routes()
                    + AppointmentPages(pages).routes() + ReportPages(pages).routes()
-                   + KnowledgePages(pages).routes())
+                   + KnowledgePages(pages).routes() + WorkspacePages(pages).routes() + NoticePages(pages).routes()
+                   + DictionaryPages(pages).routes() + MessagePages(pages).routes()
+                   + SurveyPages(pages).routes() + BackupPages(pages).routes())
         # REST API and its OpenAPI document (/api/openapi.json): API tokens or the browser's session.
         authenticate = pages.api_authenticator(bearer_authenticator(services.crm))
         routes.append(Mount("/api", routes=api_routes(services.crm, authenticate=authenticate)))

@@ -32,6 +32,8 @@ class Viewer:
     actor: Actor
     session: Session
     display_name: str
+    #: Internal messages not read yet, shown in the header.
+    unread_messages: int = 0
 
 
 def csrf_ok(expected: str, given: str | None) -> bool:

@@ -44,7 +44,6 @@ class Pages:
 
     def routes(self) -> list[Any]:
         return [
-            Route("/", self.workspace),
             Route("/login", self.login_form, methods=["GET"]),
             Route("/login", self.login, methods=["POST"]),
             Route("/logout", self.logout, methods=["POST"]),
@@ -69,7 +68,9 @@ class Pages:
             user = await self.crm.org.get_user(actor, session.user_id)
         except CrmError:
             return None  # the user was deactivated or removed since signing in
-        return Viewer(actor, session, user.display_name or user.username)
+        # The header's unread count (站内消息) on every page: one indexed count.
+        unread = await self.crm.staff_messages.unread_count(actor)
+        return Viewer(actor, session, user.display_name or user.username, unread)
 
     def translator(self, request: Request, viewer: Viewer | None) -> Translator:
         chosen = viewer.session.locale if viewer else request.cookies.get(LANG_COOKIE)
@@ -211,12 +212,6 @@ class Pages:
         return response
 
     # ------------------------------------------------------------- pages
-
-    async def workspace(self, request: Request) -> Response:
-        viewer = await self.viewer(request)
-        if viewer is None:
-            return self.to_login(request)
-        return self.render(request, viewer, "workspace.html")
 
     async def members(self, request: Request) -> Response:
         viewer = await self.viewer(request)
