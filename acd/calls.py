@@ -19,14 +19,27 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 from acd.cdr import CdrRecord, CdrWriter, Disposition
+from acd.dialing import Dialing
+from acd.dialplan import Destination, Dialplan, Kind
 from acd.directory import ExtensionDirectory
 from acd.events import CallAnswered, CallEnded, CallStarted
+from acd.features import (
+    ExtensionFeatures,
+    FeatureError,
+    FeatureStore,
+    ForwardChain,
+    apply_feature_code,
+    parse_feature_code,
+)
 from acd.queue_calls import QueueRouter
 from acd.routing import OutboundRoute, select_route
+from acd.transfer import BlindTransfer, Parties, on_refer
 from mediacore.engine import Endpoint, MediaEngine
 from mediacore.errors import MediaError
 from mediacore.events import MediaEvent, RtpTimeout
@@ -34,6 +47,7 @@ from sipstack.registrar import Registrar
 from sipstack.sdp import Codec, NegotiatedMedia, SdpError, build_offer, negotiate_answer, parse, parse_answer
 from sipstack.server import SipServer
 from sipstack.session import (
+    SESSION_EXPIRED,
     Answered,
     Confirmed,
     EndCause,
@@ -44,6 +58,7 @@ from sipstack.session import (
     Offer,
     OutboundLeg,
     Progress,
+    Refer,
     SessionLayer,
 )
 from sipstack.transaction_layer import RequestReceived
@@ -73,8 +88,14 @@ class CallManager:
                  engine: MediaEngine, directory: ExtensionDirectory, cdr: CdrWriter,
                  publish: Callable[[object], None], media_address: str, policy: CallPolicy,
                  *, trunks: TrunkManager | None = None, routes: Sequence[OutboundRoute] = (),
-                 queues: QueueRouter | None = None) -> None:
+                 queues: QueueRouter | None = None, dialplan: Dialplan | None = None,
+                 features: FeatureStore | None = None) -> None:
         self.server = server
+        self.dialplan = dialplan or Dialplan()
+        self.features = features
+        #: Runs an IVR flow on an answered call (`ivr:NAME` destinations); None until an IVR
+        #: engine is wired in: the call is answered and waits for the caller to hang up.
+        self.ivr: Callable[[Call, str], None] | None = None
         self.queues = queues
         self.trunks = trunks
         self.routes = list(routes)
@@ -84,6 +105,8 @@ class CallManager:
         self.cdr = cdr
         self.publish = publish
         self.media_address = media_address
+        #: Whose call-progress tones callers hear in band (mediacore.tones: "CN" or "US").
+        self.tone_country = "CN"
         self.policy = policy
         self.calls: dict[str, Call] = {}
         self._by_endpoint: dict[int, Call] = {}
@@ -108,6 +131,22 @@ class CallManager:
         self.calls[call.id] = call
         call.start()
 
+    def default_route(self, number: str) -> Destination:
+        """The built-in plan for a number no dialplan rule takes: a queue, an extension, an
+        outbound route, else 404."""
+        if self.queues is not None and self.queues.queue_for(number) is not None:
+            return Destination(Kind.QUEUE, number)
+        if self.directory.get(number) is not None:
+            return Destination(Kind.EXTENSION, number)
+        if select_route(self.routes, number) is not None:
+            return Destination(Kind.OUTBOUND, number)
+        return Destination(Kind.HANGUP, status=404)
+
+    def save_features(self, features: ExtensionFeatures) -> None:
+        """Apply an extension's new settings now and write them to the database behind."""
+        assert self.features is not None
+        self._spawn(self.features.save(features), f"the features of {features.extension}")
+
     def trunks_for(self, route: OutboundRoute) -> list[Trunk]:
         """The route's trunks that are up now, in its failover order."""
         if self.trunks is None:
@@ -127,21 +166,35 @@ class CallManager:
     def track_endpoint(self, endpoint: Endpoint, call: Call) -> None:
         self._by_endpoint[endpoint.id] = call
 
+    def forget_endpoint(self, endpoint: Endpoint) -> None:
+        self._by_endpoint.pop(endpoint.id, None)
+
+    def call_of(self, leg: Leg) -> Call | None:
+        """The call a leg belongs to (a Replaces names a dialog, not a call)."""
+        for call in self.calls.values():
+            if leg is call.inbound or leg is call.answered_leg:
+                return call
+        return None
+
     def release(self, call: Call) -> None:
         self.calls.pop(call.id, None)
         for endpoint in call.endpoints:
             self._by_endpoint.pop(endpoint.id, None)
 
     def write_cdr(self, record: CdrRecord) -> None:
-        task = asyncio.get_running_loop().create_task(self._write(record))
+        self._spawn(self.cdr.write(record), f"the CDR of call {record.call_id}")
+
+    def _spawn(self, write: Coroutine[Any, Any, None], what: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._write(write, what))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
-    async def _write(self, record: CdrRecord) -> None:
+    @staticmethod
+    async def _write(write: Coroutine[Any, Any, None], what: str) -> None:
         try:
-            await self.cdr.write(record)
+            await write
         except Exception:
-            log.exception("could not write the CDR of call %s", record.call_id)
+            log.exception("could not write %s", what)
 
     async def drain(self) -> None:
         """Hang up every call and wait for their CDRs (shutdown)."""
@@ -151,7 +204,9 @@ class CallManager:
             await asyncio.gather(*self._writes, return_exceptions=True)
 
 
-class Call:
+class Call(Dialing, Parties):
+    """One call: the caller's leg, the callee's (or the legs ringing), their media endpoints."""
+
     def __init__(self, manager: CallManager, event: RequestReceived, caller: str, *,
                  trunk: Trunk | None = None) -> None:
         self.manager = manager
@@ -192,8 +247,23 @@ class Call:
         self.queue_id: str | None = None
         self.agent_legs: dict[OutboundLeg, str] = {}
         self.answered_agent: str | None = None
-        #: A feature code (agent log-in and the like): answered, applied, hung up.
+        #: A feature code (agent log-in, DND, forwards): answered, applied, hung up.
         self._feature: str | None = None
+        #: The ringing step under way (an extension, a ring group member, a trunk): its timer,
+        #: and what follows when nobody answers (a forward, the next member, a fallback).
+        self._step: asyncio.TimerHandle | None = None
+        self._on_step_failed: Callable[[int, EndCause], None] | None = None
+        self._leg_target: dict[OutboundLeg, str] = {}
+        self._answered_ext: str | None = None
+        self._chain: ForwardChain | None = None
+        self._steps = 0
+        #: The transfer under way (acd.transfer), and legs handed over to another call by one.
+        self.transfer: BlindTransfer | None = None
+        self._detached: set[Leg] = set()
+        #: The number of the party on each side ("a": the caller's side, "b": the callee's).
+        self._parties: dict[str, str] = {}
+        #: CDR segment: a completed transfer closes one and opens the next (acd.cdr).
+        self.segment = 1
 
     # ------------------------------------------------------------- set-up
 
@@ -212,28 +282,17 @@ class Call:
         if self.from_trunk is not None and not self.dialled:
             self._refuse(404, "Not Found: unknown DID")
             return
-        queues = m.queues
-        if queues is not None and self.from_trunk is None and queues.is_feature(self.dialled):
+        destination = Destination(Kind.HANGUP, status=404)
+        if self.from_trunk is None and ((m.queues is not None and m.queues.is_feature(self.dialled))
+                                        or (m.features is not None and parse_feature_code(self.dialled))):
             self._feature = self.dialled
-        self.queue_id = queues.queue_for(self.dialled) if queues is not None else None
-        target = m.directory.get(self.dialled)
-        bindings = []
-        if self._feature is not None or self.queue_id is not None:
-            pass  # answered here (feature code), or waiting in the ACD (queue)
-        elif target is None and self.from_trunk is None and (choice := select_route(m.routes, self.dialled)):
-            self._route, self._route_number = choice
-            self._trunk_queue = m.trunks_for(self._route)
-            if not self._trunk_queue:
-                log.warning("call %s: no trunk of route %r is up", self.id, self._route.name)
-                self._refuse(503, "Service Unavailable: no trunk available")
-                return
-        elif target is None or not target.enabled:
-            self._refuse(404, "Not Found")
-            return
         else:
-            bindings = m.registrar.lookup(self.dialled)
-            if not bindings:
-                self._refuse(480, "Temporarily Unavailable")
+            resolution = m.dialplan.resolve(self.dialled, self.caller, datetime.now(UTC), m.default_route)
+            destination = resolution.destination
+            log.info("call %s: %s dials %s -> %s (%s)", self.id, self.caller, self.dialled, destination,
+                     ", ".join(resolution.trail) or "built-in plan")
+            if destination.kind is Kind.HANGUP:
+                self._refuse(destination.status, None)  # before any media port is taken
                 return
         session_id = self._session_id
         # First learn which codec the caller's offer gives us, then open the endpoint for it.
@@ -267,21 +326,7 @@ class Call:
         if self._feature is not None:
             self._run_feature()
             return
-        if self.queue_id is not None and m.queues is not None:
-            self.inbound.ring()  # the caller hears ringback while waiting (prompts and MOH come later)
-            m.queues.enqueue(self, self.queue_id, time.time())
-            return
-        if self._route is not None:
-            self._dial_trunk()
-        else:
-            caller_ext = m.directory.get(self.caller) if self.from_trunk is None else None
-            display = caller_ext.display_name if caller_ext else self.caller_name
-            local = m.sessions.local_host
-            from_addr = NameAddr(SipUri("sip", self.caller, None, local, None), display or None, {})
-            to_addr = NameAddr(SipUri("sip", self.dialled, None, local, None), None, {})
-            self._ring(bindings, from_addr, to_addr)
-        loop = asyncio.get_running_loop()
-        self._timers.append(loop.call_later(m.policy.ring_timeout, self._ring_timeout))
+        self._go(destination)
 
     def _ring(self, bindings: list, from_addr: NameAddr, to_addr: NameAddr) -> None:
         """Ring every registered contact of the extension at once."""
@@ -297,8 +342,15 @@ class Call:
 
     def _run_feature(self) -> None:
         m = self.manager
-        assert m.queues is not None and self._feature is not None
-        if not m.queues.feature(self.caller, self._feature, time.time()):
+        assert self._feature is not None
+        code = parse_feature_code(self._feature) if m.features is not None else None
+        if code is not None and m.features is not None:
+            try:
+                m.save_features(apply_feature_code(m.features.get(self.caller), code))
+            except FeatureError as exc:
+                self._refuse(403, f"Forbidden: {exc}")
+                return
+        elif m.queues is None or not m.queues.feature(self.caller, self._feature, time.time()):
             self._refuse(403, "Forbidden: this extension is no agent of any queue")
             return
         # Answer and hang up once the ACK is in: the phone shows a short answered call.
@@ -386,13 +438,17 @@ class Call:
             self.hangup(f"feature {self._feature}", side="system")
         elif isinstance(event, Ended):
             side = "caller" if event.by_remote else "system"
-            self._finish(event.cause, side, event.status)
+            self._finish(event.cause, side, event.status,
+                         cause_text="session_timer" if event.reason == SESSION_EXPIRED else None)
         elif isinstance(event, Offer):
             self._renegotiate(leg, event.sdp, getattr(self, "endpoint_a", None))
+        elif isinstance(event, Refer):
+            on_refer(self, leg, event)
 
     def _on_outbound(self, leg: Leg, event: LegEvent) -> None:
-        assert isinstance(leg, OutboundLeg)
-        if isinstance(event, Progress):
+        if isinstance(event, Refer):
+            on_refer(self, leg, event)
+        elif isinstance(event, Progress):
             if self.answered_leg is None:
                 self.inbound.ring()
         elif isinstance(event, Answered):
@@ -431,7 +487,7 @@ class Call:
                 status = 486 if event.cause is EndCause.BUSY else (event.status if event.status >= 400 else 480)
                 if status in (401, 407):
                     status = 503  # a provider refusing our trunk credentials: not the caller's to answer
-                self._refuse(status, None, cause=event.cause)
+                self._step_failed(status, event.cause)
         elif isinstance(event, Offer):
             self._renegotiate(leg, event.sdp, getattr(self, "endpoint_b", None))
 
@@ -461,7 +517,7 @@ class Call:
             self.manager.engine.set_remote(endpoint, negotiated.remote_address, negotiated.remote_port)
         leg.accept_offer(answer.to_bytes())
 
-    def _connect(self, leg: OutboundLeg, sdp: bytes) -> None:
+    def _connect(self, leg: Leg, sdp: bytes) -> None:
         m = self.manager
         try:
             negotiated = parse_answer(self.offer_b, parse(sdp)) if sdp else None  # type: ignore[arg-type]
@@ -471,27 +527,41 @@ class Call:
             leg.hangup()
             return
         self.answered_leg = leg
-        self.answered_at = time.time()
+        answered_here = self.answered_at is not None   # an IVR answered it before it was routed on
+        if not answered_here:
+            self.answered_at = time.time()
+        self._answered_ext = self._leg_target.get(leg)
+        if self._step is not None:
+            self._step.cancel()
+            self._step = None
         for other in list(self.outbound):
             if other is not leg:
                 other.hangup()  # RFC 3261 §16.7-style: CANCEL the forks that lost
         m.engine.set_remote(self.endpoint_b, negotiated.remote_address, negotiated.remote_port)
+        if answered_here:
+            m.engine.stop_playback(self.endpoint_a)    # the hold music or ringback it heard
         m.engine.connect(self.endpoint_a, self.endpoint_b)
+        if answered_here:
+            m.engine.set_rtp_timeout(self.endpoint_b, m.policy.rtp_timeout)
+            return
         self.inbound.answer(self.answer_a.to_bytes())
-        m.publish(CallAnswered(self.id, self.dialled, self.answered_at))
+        m.publish(CallAnswered(self.id, self.answered_by, self.answered_at))
+        self._arm_max_duration()
+
+    def _arm_max_duration(self) -> None:
+        m = self.manager
         if m.policy.max_duration:
             loop = asyncio.get_running_loop()
             self._timers.append(loop.call_later(m.policy.max_duration,
                                                 lambda: self.hangup("max_duration", side="system")))
 
-    # ------------------------------------------------------------- ending
+    @property
+    def answered_by(self) -> str:
+        """Who took the call: the agent, the extension that answered (after forwards and in
+        ring groups), the echo test or IVR, else the number dialled."""
+        return self.answered_agent or self._answered_ext or self.dialled
 
-    def _ring_timeout(self) -> None:
-        if self.answered_leg is None and not self._ended:
-            for leg in list(self.outbound):
-                leg.hangup()
-            self.outbound.clear()
-            self._refuse(480, "Temporarily Unavailable: no answer", cause=EndCause.NO_ANSWER)
+    # ------------------------------------------------------------- ending
 
     def hangup(self, reason: str, *, side: str) -> None:
         """End the call from inside (RTP timeout, maximum duration, shutdown, supervisor):
@@ -511,16 +581,19 @@ class Call:
         self._ended = True
         for timer in self._timers:
             timer.cancel()
+        if self._step is not None:
+            self._step.cancel()
         m = self.manager
         if self.queue_id is not None and m.queues is not None:
             m.queues.ended(self, side, time.time())
-        # The other leg(s) end with this one.
-        if side != "caller":
+        # The other leg(s) end with this one (not a party a transfer moved to another call).
+        if side != "caller" and self.inbound not in self._detached:
             self.inbound.listener = None
             self.inbound.hangup()
         for leg in [*self.outbound, *([self.answered_leg] if self.answered_leg else [])]:
-            leg.listener = None
-            leg.hangup()
+            if leg not in self._detached:
+                leg.listener = None
+                leg.hangup()
         loss = None
         for endpoint in self.endpoints:
             try:
@@ -535,20 +608,38 @@ class Call:
                 pass
         m.release(self)
         ended = time.time()
-        disposition = _disposition(cause, self.answered_at is not None)
-        record = CdrRecord(
-            call_id=self.id, caller=self.caller, callee=self.dialled, started_at=self.started_at,
-            ended_at=ended, disposition=disposition, hangup_side=side,
-            hangup_cause=cause_text or cause.value,
-            answered_by=(self.answered_agent or self.dialled) if self.answered_at else "",
-            answered_at=self.answered_at, sip_status=status or self.status, did=self.did, trunk=self.trunk_name,
-            caller_name=self.caller_name if self.from_trunk is not None else (
-                m.directory.get(self.caller).display_name if m.directory.get(self.caller) else ""),
+        record = self._record(ended, _disposition(cause, self.answered_at is not None), side,
+                              cause_text or cause.value, status or self.status, loss)
+        m.write_cdr(record)
+        m.publish(CallEnded(self.id, str(record.disposition), side, record.hangup_cause, record.duration,
+                            record.billsec, ended))
+
+    def close_segment(self, side: str, cause: str) -> None:
+        """A transfer completed: the CDR of the segment that ends now (its parties, its times),
+        and a new segment of the same call from now on, between the parties bridged now."""
+        now = time.time()
+        self.manager.write_cdr(self._record(now, Disposition.ANSWERED, side, cause, self.status, None))
+        self.segment += 1
+        self.started_at = self.answered_at = now
+
+    def _record(self, ended: float, disposition: Disposition, side: str, cause: str, status: int,
+                loss: float | None) -> CdrRecord:
+        m = self.manager
+        caller, callee = self.caller, self.dialled
+        if self.segment > 1:
+            # After a transfer the segment is between whoever is bridged on each side now.
+            caller, callee = self.party_number("a"), self.party_number("b")
+        caller_ext = m.directory.get(caller) if self.from_trunk is None or caller != self.caller else None
+        return CdrRecord(
+            call_id=self.id, segment=self.segment, caller=caller, callee=callee, started_at=self.started_at,
+            ended_at=ended, disposition=disposition, hangup_side=side, hangup_cause=cause,
+            answered_by=(self._parties.get("joined", "") if self.segment > 1 else self.answered_by)
+            if self.answered_at else "",
+            answered_at=self.answered_at, sip_status=status, did=self.did, trunk=self.trunk_name,
+            caller_name=caller_ext.display_name if caller_ext else (
+                self.caller_name if self.from_trunk is not None and caller == self.caller else ""),
             codec=self.codec_a.codec.name if self.codec_a else "", rtp_loss_pct=loss,
         )
-        m.write_cdr(record)
-        m.publish(CallEnded(self.id, str(disposition), side, record.hangup_cause, record.duration,
-                            record.billsec, ended))
 
 
 def _provider_failed(event: Ended) -> bool:

@@ -6,8 +6,10 @@ call) and reports back (`answered`, `ring_timeout`, `caller_hangup`, `agent_hang
 decision is O(agents in the queue); time only enters as `now`.
 
 Queue log events carry Asterisk's queue_log names (ENTERQUEUE, CONNECT, COMPLETECALLER,
-COMPLETEAGENT, ABANDON, RINGNOANSWER, EXITWITHTIMEOUT, FULL, JOINEMPTY, EXITEMPTY, ADDMEMBER,
-REMOVEMEMBER, PAUSE, UNPAUSE) so existing reports and habits carry over.
+COMPLETEAGENT, TRANSFER, ABANDON, RINGNOANSWER, RINGCANCELED, EXITWITHTIMEOUT, FULL, JOINEMPTY,
+EXITEMPTY, ADDMEMBER, REMOVEMEMBER, PAUSE, UNPAUSE) so existing reports and habits carry over.
+Ours differ in two data fields: ENTERQUEUE carries the caller and the priority the call was
+queued with (its VIP rank), and a blacklisted caller a queue refuses is logged as BLACKLISTED.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from heapq import merge
 
 from acd.agents import Agent, AgentState, NotReadyReason
-from acd.queues import QueueConfig, QueuedCall, Selector, eligible
+from acd.queues import BLACKLIST_PRIORITY, BlacklistTreatment, QueueConfig, QueuedCall, Selector, eligible
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ class Overflowed:
 
     call_id: str
     destination: str
-    reason: str  # "maxlen", "max_wait", "no_agents"
+    reason: str  # "maxlen", "max_wait", "no_agents", "blacklist"
 
 
 @dataclass(frozen=True)
@@ -158,9 +160,17 @@ class Acd:
     # ------------------------------------------------------------- calls
 
     def enqueue(self, call: QueuedCall, now: float) -> list[Event]:
+        """A call joins its queue. `call.entered_at`, when set and not in the future, is kept
+        as its arrival (the call-control layer may have spent a moment asking the CRM who is
+        calling): the caller's place and wait count from when they arrived."""
         queue = self.queues[call.queue_id]
         if call.call_id in self.waiting or call.call_id in self.connected:
             raise AcdError(f"call {call.call_id} is in a queue already")
+        if call.blacklisted and queue.blacklist is BlacklistTreatment.REJECT:
+            self.log.append(QueueLogEntry(now, call.call_id, queue.id, "NONE", "BLACKLISTED", (call.caller,)))
+            return [Overflowed(call.call_id, "", "blacklist")]
+        if call.blacklisted and queue.blacklist is BlacklistTreatment.LAST:
+            call.priority = BLACKLIST_PRIORITY
         logged_in = [a for a in self.members[queue.id] if a.state is not AgentState.LOGGED_OUT]
         if not logged_in and not queue.joinempty:
             self.log.append(QueueLogEntry(now, call.call_id, queue.id, "NONE", "JOINEMPTY"))
@@ -169,10 +179,12 @@ class Acd:
         if queue.maxlen and in_queue >= queue.maxlen:
             self.log.append(QueueLogEntry(now, call.call_id, queue.id, "NONE", "FULL"))
             return [Overflowed(call.call_id, queue.overflow, "maxlen")]
-        call.entered_at = now
+        if not 0 < call.entered_at <= now:
+            call.entered_at = now
         self.waiting[call.call_id] = call
-        insort(self._order[queue.id], (-call.priority, now, call.call_id))
-        self.log.append(QueueLogEntry(now, call.call_id, queue.id, "NONE", "ENTERQUEUE", (call.caller,)))
+        insort(self._order[queue.id], (-call.priority, call.entered_at, call.call_id))
+        self.log.append(QueueLogEntry(now, call.call_id, queue.id, "NONE", "ENTERQUEUE",
+                                      (call.caller, str(call.priority))))
         return self.dispatch(now)
 
     def answered(self, call_id: str, agent_id: str, now: float) -> list[Event]:
@@ -181,8 +193,9 @@ class Acd:
         if call is None or agent_id not in call.offered_to:
             raise AcdError(f"call {call_id} was not offered to {agent_id}")
         events: list[Event] = [StopRinging(call_id, other) for other in sorted(call.offered_to) if other != agent_id]
-        for other in call.offered_to - {agent_id}:
+        for other in sorted(call.offered_to - {agent_id}):
             self._release(self.agents[other], now)
+            self._ring_canceled(call, self.agents[other], now)
             events.append(AgentChanged(other, AgentState.READY, None))
         del self.waiting[call_id]
         self._unorder(call)
@@ -224,6 +237,7 @@ class Acd:
             events: list[Event] = []
             for agent_id in sorted(call.offered_to):
                 self._release(self.agents[agent_id], now)
+                self._ring_canceled(call, self.agents[agent_id], now)
                 events += [StopRinging(call_id, agent_id), AgentChanged(agent_id, AgentState.READY, None)]
             self.log.append(QueueLogEntry(now, call_id, call.queue_id, "NONE", "ABANDON",
                                           ("1", str(round(call.waited(now))))))
@@ -234,7 +248,8 @@ class Acd:
         return self._complete(call_id, now, "COMPLETEAGENT")
 
     def transferred(self, call_id: str, now: float, destination: str) -> list[Event]:
-        """The agent transferred the call away: the agent's part ends, wrap-up applies."""
+        """The agent transferred the call away (to `destination`, an extension or number): the
+        agent's part ends, wrap-up applies, and TRANSFER names who has the caller now."""
         return self._complete(call_id, now, "TRANSFER", destination)
 
     # ------------------------------------------------------------- time
@@ -329,6 +344,12 @@ class Acd:
         agent.call_id = None
         self._set(agent, AgentState.READY, now)
 
+    def _ring_canceled(self, call: QueuedCall, agent: Agent, now: float) -> None:
+        """The agent's ringing ended because another agent answered or the caller left
+        (Asterisk's RINGCANCELED, with the ring time in ms): with ringall, who else rang."""
+        self._log(now, call.call_id, agent, "RINGCANCELED", str(round((now - call.offered_at) * 1000)),
+                  queue_id=call.queue_id)
+
     def _withdraw_offer(self, agent: Agent, now: float) -> list[Event]:
         call = self.waiting.get(agent.call_id or "")
         agent.call_id = None
@@ -349,8 +370,10 @@ class Acd:
         agent.talk_seconds += talk
         agent.last_call_end = now
         agent.call_id = None
-        self._log(now, call_id, agent, event, str(round(connection.answered_at - call.entered_at)),
-                  str(round(talk)), *extra, queue_id=queue.id)
+        # Asterisk's layouts: COMPLETE*(holdtime|calltime), TRANSFER(extension|context|holdtime|calltime).
+        context = ("",) if extra else ()
+        self._log(now, call_id, agent, event, *extra, *context, str(round(connection.answered_at - call.entered_at)),
+                  str(round(talk)), queue_id=queue.id)
         if queue.wrapuptime > 0:
             self._set(agent, AgentState.WRAP_UP, now)
             agent.wrap_up_until = now + queue.wrapuptime
@@ -379,6 +402,7 @@ class Acd:
         events: list[Event] = []
         for agent_id in sorted(call.offered_to):
             self._release(self.agents[agent_id], now)
+            self._ring_canceled(call, self.agents[agent_id], now)
             events += [StopRinging(call.call_id, agent_id), AgentChanged(agent_id, AgentState.READY, None)]
         self.log.append(QueueLogEntry(now, call.call_id, call.queue_id, "NONE", log_event,
                                       (str(round(call.waited(now))),)))

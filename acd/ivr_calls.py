@@ -58,6 +58,8 @@ class _Running:
     timer: asyncio.TimerHandle | None = None
     tasks: set[asyncio.Task] = field(default_factory=set)
     started_at: float = field(default_factory=time.time)
+    #: Set while a voice message is recorded: '#', the time limit or a hang-up ends it.
+    message_done: asyncio.Event | None = None
 
 
 class IvrRunner:
@@ -68,7 +70,7 @@ class IvrRunner:
                  is_open: Callable[[str], bool] = lambda name: True,
                  book_callback: Callable[[str, str, str], None] | None = None,
                  store_rating: Callable[[str, int], None] | None = None,
-                 record_message: Callable[[str, Endpoint, RecordMessage], asyncio.Future[bool]] | None = None,
+                 recordings: Path | None = None,
                  sound_dirs: tuple[Path, ...] = (SOUNDS,)) -> None:
         self._engine = engine
         self._flows = flows
@@ -78,7 +80,8 @@ class IvrRunner:
         self._is_open = is_open
         self._book_callback = book_callback
         self._store_rating = store_rating
-        self._record_message = record_message
+        self._recordings = recordings
+        self._messages = 0
         self._sound_dirs = sound_dirs
         self._calls: dict[str, _Running] = {}
         self._by_endpoint: dict[int, _Running] = {}
@@ -109,6 +112,8 @@ class IvrRunner:
             return
         self._by_endpoint.pop(run.endpoint.id, None)
         run.session.hung_up()
+        if run.message_done is not None:
+            run.message_done.set()      # what the caller said before hanging up is kept
         if run.timer is not None:
             run.timer.cancel()
         for task in run.tasks:
@@ -121,7 +126,11 @@ class IvrRunner:
         if run is None:
             return False
         if isinstance(event, DtmfDigit):
-            self._do(run, run.session.digit(event.digit))
+            if run.message_done is not None:
+                if event.digit == "#":
+                    run.message_done.set()
+            else:
+                self._do(run, run.session.digit(event.digit))
         elif isinstance(event, PromptDone):
             if event.play_id == run.play_id:
                 run.play_id = None
@@ -158,7 +167,8 @@ class IvrRunner:
         elif isinstance(action, Lookup):
             self._spawn(run, self._lookup(run, action))
         elif isinstance(action, RecordMessage):
-            self._spawn(run, self._record(run, action))
+            # Not one of run.tasks: a hang-up ends the recording, it does not cancel the saving.
+            asyncio.get_running_loop().create_task(self._record(run, action))
         elif isinstance(action, BookCallback):
             if self._book_callback is not None:
                 self._book_callback(run.call_id, action.queue, action.number)
@@ -218,16 +228,46 @@ class IvrRunner:
             self._do(run, run.session.lookup_result(values))
 
     async def _record(self, run: _Running, action: RecordMessage) -> None:
+        """A beep, then the caller's voice until '#', the time limit or a hang-up; a message of
+        at least a second becomes a ticket with the recording attached."""
         saved = False
-        if self._record_message is not None:
-            try:
-                saved = await self._record_message(run.call_id, run.endpoint, action)
-            except Exception:
-                log.exception("call %s: recording the IVR message failed", run.call_id)
+        if self._recordings is None:
+            log.error("call %s: no recordings directory: the voice message is not taken", run.call_id)
         else:
-            log.error("call %s: no message recorder configured", run.call_id)
+            saved = await self._take_message(run, action)
         if run.call_id in self._calls:
             self._do(run, run.session.message_recorded(saved))
+
+    async def _take_message(self, run: _Running, action: RecordMessage) -> bool:
+        assert self._recordings is not None
+        self._messages += 1
+        relative = Path(time.strftime("%Y/%m/%d")) / f"msg-{int(time.time())}-{self._messages}.wav"
+        run.message_done = asyncio.Event()
+        try:
+            self._engine.play(run.endpoint, BEEP)
+            recording = self._engine.start_recording(self._recordings / relative, run.endpoint)
+        except (MediaError, OSError) as exc:
+            log.error("call %s: cannot record the voice message: %s", run.call_id, exc)
+            run.message_done = None
+            return False
+        try:
+            await asyncio.wait_for(run.message_done.wait(), action.max_seconds)
+        except TimeoutError:
+            pass
+        finally:
+            run.message_done = None
+            info = await self._engine.stop_recording(recording)
+        if info.duration_s < 1.0 or self._lookups is None:
+            return False
+        try:
+            ticket = await self._lookups.voice_message(caller=run.session.caller, ticket_type=action.ticket_type,
+                                                       recording=str(relative), call_uuid=run.call_id)
+        except Exception:
+            log.exception("call %s: the voice message could not become a ticket", run.call_id)
+            return False
+        log.info("call %s: voice message %s (%.1f s, sha256 %s) is ticket %d", run.call_id, relative,
+                 info.duration_s, info.sha256[:12], ticket)
+        return True
 
     async def _caller_variables(self, caller: str) -> dict[str, str]:
         if self._lookups is None or not caller:
@@ -258,3 +298,15 @@ class IvrRunner:
     def _finish(self, run: _Running, cause: str) -> None:
         self._leave(run)
         self._hangup(run.call_id, cause)
+
+
+
+def _make_beep() -> np.ndarray:
+    """The tone before a voice message: 1 kHz for a quarter second (read-only, shared)."""
+    t = np.arange(2000) / 8000
+    beep = np.round(8000 * np.sin(2 * np.pi * 1000 * t)).astype(np.int16)
+    beep.flags.writeable = False
+    return beep
+
+
+BEEP = _make_beep()

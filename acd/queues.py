@@ -20,6 +20,18 @@ class Strategy(enum.Enum):
     LINEAR = "linear"            # always in member order, from the first
 
 
+class BlacklistTreatment(enum.Enum):
+    """What a queue does with a caller the CRM has blacklisted (黑名单)."""
+
+    NORMAL = "normal"  # served like anyone else
+    LAST = "last"      # behind every other caller, whatever their rank
+    REJECT = "reject"  # not queued: refused at once
+
+
+#: The priority a blacklisted caller gets under `BlacklistTreatment.LAST`: VIP ranks are >= 0.
+BLACKLIST_PRIORITY = -1
+
+
 @dataclass
 class PenaltyRule:
     """After `after` seconds of waiting, agents up to `max_penalty` may take the call and
@@ -53,6 +65,10 @@ class QueueConfig:
     #: Answered within this many seconds counts towards the service level.
     service_level: float = 20.0
     penalty_rules: list[PenaltyRule] = field(default_factory=list)
+    blacklist: BlacklistTreatment = BlacklistTreatment.NORMAL
+    #: The agent who last served a caller is offered the call first if that was within this
+    #: many days (sticky agent); 0 turns it off.
+    sticky_days: float = 0.0
 
 
 @dataclass
@@ -67,6 +83,8 @@ class QueuedCall:
     skills: dict[str, int] = field(default_factory=dict)
     #: The agent who served this caller last, tried first when ready (sticky agent).
     preferred_agent: str | None = None
+    #: The CRM has blacklisted the caller: the queue's `blacklist` treatment applies.
+    blacklisted: bool = False
     #: Agents currently ringing for this call.
     offered_to: set[str] = field(default_factory=set)
     #: Agents who let it ring out; not offered again while others are available.

@@ -2,10 +2,14 @@
 
 from acd.cdr import MIGRATIONS_CDR
 from acd.directory import MIGRATIONS_EXTENSIONS
+from acd.features import MIGRATIONS_FEATURES
+from acd.ivr_store import MIGRATIONS_IVR
 from acd.queue_log import MIGRATIONS_QUEUE_LOG
 
 MIGRATIONS: list[str] = [
     MIGRATIONS_EXTENSIONS,  # 1
     MIGRATIONS_CDR,         # 2
     MIGRATIONS_QUEUE_LOG,   # 3
+    MIGRATIONS_FEATURES,    # 4
+    MIGRATIONS_IVR,         # 5
 ]

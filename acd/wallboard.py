@@ -68,7 +68,7 @@ class Wallboard:
                 "id": agent.id, "name": agent.name, "state": agent.state.value,
                 "reason": agent.reason.value if agent.reason else None,
                 "in_state": round(now - agent.state_since) if agent.state_since else 0,
-                "caller": caller, "calls": agent.calls_taken,
+                "caller": caller, "call_id": agent.call_id, "calls": agent.calls_taken,
                 "average_handle_time": round(agent.talk_seconds / agent.calls_taken) if agent.calls_taken else None,
             })
         return {"queues": queues, "agents": agents}

@@ -21,12 +21,17 @@ import uvicorn
 from acd.calls import CallManager, CallPolicy
 from acd.cdr import CdrWriter
 from acd.directory import Extension, ExtensionDirectory
+from acd.features import FeatureStore
+from acd.ivr_calls import IvrRunner
 from acd.queue_calls import QueueDefinition, QueueRouter
 from acd.queue_log import QueueLogWriter
 from acd.schema import MIGRATIONS as ACD_MIGRATIONS
+from acd.sticky import StickyAgents
 from callcenter.bus import EventBus
 from callcenter.config import Config, ConfigError
+from callcenter.crm_bridge import CrmBridge
 from callcenter.database import apply_all, open_database
+from callcenter.ivr_wiring import wire_ivr, with_demo_numbers
 from callcenter.tls import ensure_self_signed, server_context
 from crm.db import Database
 from crm.demo import seed_demo
@@ -34,6 +39,7 @@ from crm.restore import apply_pending_restore
 from crm.schema import MIGRATIONS as CRM_MIGRATIONS
 from crm.service import Crm
 from mediacore.engine import MediaEngine
+from mediacore.recording import RepairAction, repair_directory
 from sipstack.addressing import Transport
 from sipstack.auth import DigestAlgorithm
 from sipstack.errors import SipParseError
@@ -87,6 +93,7 @@ class Application:
         self.crm: Crm | None = None
         self.engine: MediaEngine | None = None
         self.calls: CallManager | None = None
+        self.ivr: IvrRunner | None = None
         self.queue_log: QueueLogWriter | None = None
         self.trunks: TrunkManager | None = None
         self.directory: ExtensionDirectory | None = None
@@ -218,6 +225,10 @@ class Application:
     async def _start_calls(self) -> None:
         cfg, net = self.config, self.config.network
         assert self.sip is not None and self.directory is not None and self.db is not None
+        # A crash may have left a recording's header behind its audio: fix before anything records.
+        for report in await asyncio.to_thread(repair_directory, cfg.data_dir / "recordings"):
+            if report.action is not RepairAction.INTACT:
+                log.warning("recording %s: %s (%s)", report.path, report.action.value, report.reason)
         self.engine = MediaEngine(net.bind, net.rtp_port_min, net.rtp_port_max)
         await self.engine.start(asyncio.get_running_loop())
         local = cfg.advertised_address
@@ -229,14 +240,22 @@ class Application:
         queues = cfg.queues or (demo_queues() if cfg.demo else [])
         directory = self.directory
         self.queue_log = QueueLogWriter(self.db)
+        features = FeatureStore(self.db)
+        await features.load()
         router = QueueRouter(queues, lambda ext: (e.display_name if (e := directory.get(ext)) else ext),
-                             on_log=self.queue_log.append) if queues else None
+                             on_log=self.queue_log.append, sticky=StickyAgents(self.db),
+                             lookups=CrmBridge(self.crm) if self.crm is not None else None) if queues else None
         self.calls = CallManager(
             sip, lambda on_invite: SessionLayer(sip, local, self.ports, on_invite), self.engine,
             self.directory, CdrWriter(self.db), self.bus.publish, local,
             CallPolicy(cfg.calls.ring_timeout, cfg.calls.rtp_timeout, cfg.calls.max_duration),
-            trunks=self.trunks, routes=cfg.outbound_routes, queues=router)
+            trunks=self.trunks, routes=cfg.outbound_routes, queues=router,
+            dialplan=with_demo_numbers(cfg.dialplan) if cfg.demo else cfg.dialplan,
+            features=features)
         self.engine.set_event_handler(self.calls.on_media_event)
+        self.ivr = await wire_ivr(db=self.db, engine=self.engine, calls=self.calls, bus=self.bus,
+                                  lookups=CrmBridge(self.crm) if self.crm is not None else None,
+                                  data_dir=cfg.data_dir, demo=cfg.demo)
         await self.trunks.start()
 
     async def _start_http(self) -> None:
@@ -246,7 +265,8 @@ class Application:
                                sip_websocket=self.transports.serve_websocket if self.transports else None,
                                crm=self.crm, sessions=SessionStore(self.db),
                                wallboard=(self.calls.queues.wallboard.snapshot
-                                          if self.calls is not None and self.calls.queues is not None else None))
+                                          if self.calls is not None and self.calls.queues is not None else None),
+                               supervisor=self.calls.queues if self.calls is not None else None)
         sock = socket.socket(socket.AF_INET6 if ":" in net.bind else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((net.bind, net.http_port))

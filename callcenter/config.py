@@ -16,6 +16,23 @@ Section and key names in the TOML file are the field names below, e.g.
     [[outbound_routes]]          # tried in order (acd.routing.OutboundRoute)
     pattern = '^0\d{10,11}$'
     trunks = ["telecom"]
+
+    [dialplan]                   # acd.dialplan: rules, then ring groups, time conditions, holidays
+    timezone = "Asia/Shanghai"
+    [[dialplan.rules]]
+    match = "_9X."
+    destination = "outbound:${EXTEN:1}"
+    [[ring_groups]]
+    number = "600"
+    members = ["1001", "1002"]
+    [[time_conditions]]
+    name = "office"
+    hours = ["mon-fri 09:00-18:00"]
+    open = "600"
+    closed = "hangup:480"
+    [[holidays]]
+    date = 2026-10-01
+    until = 2026-10-07
 """
 
 from __future__ import annotations
@@ -26,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from acd.dialplan import Dialplan, DialplanError
 from acd.queue_calls import QueueConfigError, QueueDefinition
 from acd.routing import OutboundRoute, RouteConfigError
 from sipstack.trunk import TrunkConfigError, TrunkSettings
@@ -109,6 +127,8 @@ class Config:
     outbound_routes: list[OutboundRoute] = field(default_factory=list)
     #: ACD queues (`[[queues]]`): number, name, strategy, members, wrapuptime, ...
     queues: list[QueueDefinition] = field(default_factory=list)
+    #: `[dialplan]` with `[[dialplan.rules]]`, `[[ring_groups]]`, `[[time_conditions]]`, `[[holidays]]`.
+    dialplan: Dialplan = field(default_factory=Dialplan)
 
     @property
     def advertised_address(self) -> str:
@@ -129,7 +149,13 @@ def load_config(path: Path | None) -> Config:
         raise ConfigError(f"cannot read configuration {path}: {exc}") from exc
     trunks, routes = raw.pop("trunks", []), raw.pop("outbound_routes", [])
     queues = raw.pop("queues", [])
+    plan = (raw.pop("dialplan", {}), raw.pop("ring_groups", []), raw.pop("time_conditions", []),
+            raw.pop("holidays", []))
     _merge(config, raw, where=str(path))
+    try:
+        config.dialplan = Dialplan.from_config(*plan)
+    except DialplanError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     config.trunks, config.outbound_routes = parse_trunks(trunks, routes, where=str(path))
     config.queues = parse_queues(queues, where=str(path))
     return config

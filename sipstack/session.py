@@ -19,8 +19,17 @@ from typing import TYPE_CHECKING
 
 from sipstack.addressing import Address
 from sipstack.dialog import Dialog, DialogError, DialogState
+from sipstack.errors import SipParseError
 from sipstack.headers import Headers
-from sipstack.message import Request, Response, generate_branch, generate_call_id, generate_tag, make_response
+from sipstack.message import (
+    REASON_PHRASES,
+    Request,
+    Response,
+    generate_branch,
+    generate_call_id,
+    generate_tag,
+    make_response,
+)
 from sipstack.transaction import T1, T2, ClientTransaction
 from sipstack.transaction_layer import (
     AckReceived,
@@ -90,11 +99,105 @@ class Confirmed:
     """The ACK for our 2xx arrived (the inbound leg is fully up)."""
 
 
-LegEvent = Progress | Answered | Ended | Offer | Confirmed
+@dataclass(frozen=True)
+class Replaces:
+    """RFC 3891 §6.1: the dialog a Replaces names, as its sender sees it."""
+
+    call_id: str
+    to_tag: str
+    from_tag: str
+    early_only: bool = False
+
+    @classmethod
+    def parse(cls, value: str) -> Replaces:
+        call_id, *params = (p.strip() for p in value.split(";"))
+        fields: dict[str, str] = {}
+        for param in params:
+            name, _, val = param.partition("=")
+            fields[name.strip().lower()] = val.strip()
+        if not call_id or "to-tag" not in fields or "from-tag" not in fields:
+            raise SipParseError("Bad Request: Replaces needs a Call-ID, to-tag and from-tag")
+        return cls(call_id, fields["to-tag"], fields["from-tag"], "early-only" in fields)
+
+
+@dataclass(frozen=True)
+class Refer:
+    """RFC 3515: the far end asks us to call `target` (an attended transfer when `replaces`
+    names one of its other dialogs). The listener answers with `leg.accept_refer()` (and
+    reports progress with `leg.notify_refer`) or `leg.reject_refer(status)`."""
+
+    target: SipUri
+    replaces: Replaces | None
+    referred_by: str
+
+
+LegEvent = Progress | Answered | Ended | Offer | Confirmed | Refer
 Listener = Callable[["Leg", LegEvent], None]
 
 # RFC 3261 §13.3.1.4: a 2xx is retransmitted until ACKed, for at most 64*T1.
 ACK_WAIT = 64 * T1
+#: RFC 4028 §4: no session interval may be shorter than 90 s; the shortest we accept (Min-SE).
+MIN_SE = 90
+#: The session interval we set when the caller supports timers but asked for none (§9; the
+#: RFC's recommended default).
+DEFAULT_SESSION_EXPIRES = 1800
+#: Reason of the Ended event when the caller stopped refreshing the session (§10).
+SESSION_EXPIRED = "session timer expired"
+#: Seconds the implicit subscription of a REFER lasts (RFC 3515 §2.4.4 leaves it to the
+#: notifier; it ends sooner with the final NOTIFY). Long enough for a transfer target to ring.
+REFER_EXPIRES = 120
+
+
+@dataclass(frozen=True)
+class SessionTimer:
+    """RFC 4028: how long the session lasts without a refresh, and who refreshes it."""
+
+    interval: int
+    refresher: str   # "uac" or "uas", as the INVITE's sender and receiver
+
+    @classmethod
+    def negotiate(cls, request: Request) -> SessionTimer | None:
+        """The UAS's choice for an INVITE (§9), or None for no session timer. Raises
+        `SessionIntervalTooSmall` when the caller supports timers but asked for an interval
+        below `MIN_SE` (it must retry with a longer one, §9)."""
+        supported = option_tags(request, "Supported")
+        value = request.headers.get("Session-Expires")
+        if value is None:
+            # Nobody asked: a caller that refreshes gets the default, one that cannot, none
+            # (we would have to refresh it, and media timeouts already end dead calls).
+            return cls(DEFAULT_SESSION_EXPIRES, "uac") if "timer" in supported else None
+        delta, _, params = value.partition(";")
+        if not delta.strip().isdigit():
+            raise SipParseError("Bad Request: Session-Expires must be delta-seconds")
+        interval = int(delta)
+        refresher = ""
+        for param in params.split(";"):
+            name, _, val = param.partition("=")
+            if name.strip().lower() == "refresher":
+                refresher = val.strip().lower()
+        if interval < MIN_SE:
+            if "timer" in supported:
+                raise SessionIntervalTooSmall()
+            interval = MIN_SE  # §9 (erratum 1687): the caller cannot retry; raise it ourselves
+        if "timer" not in supported:
+            return None  # only the caller could refresh, and it does not know how
+        if refresher == "uas":
+            # The caller wants us to refresh (§9: its choice stands). We refresh with UPDATE
+            # (RFC 3311), which it must allow; otherwise no session timer (§7.2: a 2xx without
+            # Session-Expires means none).
+            return cls(interval, "uas") if "update" in option_tags(request, "Allow") else None
+        return cls(interval, "uac")
+
+    def header(self) -> str:
+        return f"{self.interval};refresher={self.refresher}"
+
+
+class SessionIntervalTooSmall(Exception):
+    """RFC 4028 §9: answer 422 with Min-SE."""
+
+
+def option_tags(message: Request | Response, name: str) -> set[str]:
+    return {tag.strip().lower() for value in message.headers.get_all(name) for tag in value.split(",")}
 
 
 class Leg:
@@ -110,6 +213,10 @@ class Leg:
         self.local_sdp: bytes = b""
         self.remote_sdp: bytes = b""
         self._pending_offer: RequestReceived | None = None
+        self._pending_refer: RequestReceived | None = None
+        #: The REFER subscription's `id` (the REFER's CSeq, RFC 3515 §2.4.6), None when there is
+        #: none to notify (none accepted, already terminated, or `Refer-Sub: false`).
+        self._refer_id: int | None = None
 
     # ------------------------------------------------------------- shared API
 
@@ -122,11 +229,18 @@ class Leg:
         event, self._pending_offer = self._pending_offer, None
         if event is None:
             return
-        self.local_sdp = sdp
+        if sdp:
+            self.local_sdp = sdp
         response = make_response(event.request, 200, to_tag=self.dialog.id.local_tag if self.dialog else None,
-                                 headers=[("Contact", self.layer.contact(event.source))], body=sdp)
-        response.headers.add("Content-Type", "application/sdp")
+                                 headers=[("Contact", self.layer.contact(event.source)),
+                                          *self._refreshed(event.request)], body=sdp)
+        if sdp:
+            response.headers.add("Content-Type", "application/sdp")
         self.server.respond(event, response)
+
+    def _refreshed(self, request: Request) -> list[tuple[str, str]]:
+        """A re-INVITE or UPDATE refreshes the session (RFC 4028 §10); its 2xx says so."""
+        return []
 
     def reject_offer(self, status: int = 488) -> None:
         event, self._pending_offer = self._pending_offer, None
@@ -176,14 +290,96 @@ class Leg:
             self._pending_offer = event
             self.remote_sdp = request.body
             self._emit(Offer(request.body))
-        elif method in ("INVITE", "UPDATE"):
+        elif method == "INVITE":
             # An offerless re-INVITE asks us to offer (RFC 3264 §5): our current SDP serves.
             self._pending_offer = event
             self.accept_offer(self.local_sdp)
+        elif method == "UPDATE":
+            # An UPDATE without an offer (a session refresh, RFC 4028 §10) gets no SDP back:
+            # an answer needs an offer (RFC 3311 §5.2).
+            self._pending_offer = event
+            self.accept_offer(b"")
+        elif method == "REFER":
+            self._on_refer(event)
         elif method in ("INFO", "OPTIONS", "NOTIFY"):
             self.server.respond(event, make_response(request, 200))
         else:
             self.server.respond(event, make_response(request, 501))
+
+    # ------------------------------------------------------------- REFER (RFC 3515)
+
+    def _on_refer(self, event: RequestReceived) -> None:
+        request = event.request
+        values = request.headers.get_all("Refer-To")
+        if len(values) != 1:
+            # RFC 3515 §2.4.1: exactly one Refer-To, else 400.
+            self.server.respond(event, make_response(request, 400, "Bad Request: one Refer-To is required"))
+            return
+        try:
+            target = NameAddr.parse(values[0]).uri
+            if not isinstance(target, SipUri) or not target.user:
+                raise SipParseError("Bad Request: Refer-To must be a sip: URI with a user")
+            replaces = Replaces.parse(target.headers["Replaces"]) if "Replaces" in target.headers else None
+        except SipParseError as exc:
+            self.server.respond(event, make_response(request, 400, exc.reason))
+            return
+        if self._pending_refer is not None or self._refer_id is not None:
+            # One transfer at a time on a leg: a second waits for the first to end (RFC 3261 §21.4.27).
+            self.server.respond(event, make_response(request, 491))
+            return
+        self._pending_refer = event
+        self._emit(Refer(target, replaces, request.headers.get("Referred-By") or ""))
+        if self._pending_refer is not None:
+            self.reject_refer(603)  # nobody took it up
+
+    def accept_refer(self) -> None:
+        """202 Accepted, then the first NOTIFY: "SIP/2.0 100 Trying" (RFC 3515 §2.4.5)."""
+        event, self._pending_refer = self._pending_refer, None
+        if event is None or self.dialog is None:
+            return
+        request = event.request
+        # RFC 4488 §4: with `Refer-Sub: false` the referrer wants no NOTIFYs, and says so back.
+        no_sub = (request.headers.get("Refer-Sub") or "").strip().lower() == "false"
+        headers = [("Contact", self.layer.contact(event.source))]
+        if no_sub:
+            headers.append(("Refer-Sub", "false"))
+        self.server.respond(event, make_response(request, 202, to_tag=self.dialog.id.local_tag, headers=headers))
+        if not no_sub:
+            self._refer_id = request.cseq.number
+            self.notify_refer(100)
+
+    def reject_refer(self, status: int, reason: str | None = None) -> None:
+        event, self._pending_refer = self._pending_refer, None
+        if event is not None:
+            self.server.respond(event, make_response(event.request, status, reason))
+
+    def notify_refer(self, status: int, reason: str | None = None, *,
+                     on_done: Callable[[], None] | None = None) -> None:
+        """Tell the referrer how the referred call goes: a message/sipfrag status line in a
+        NOTIFY (RFC 3515 §2.4.5). A final status (>= 200) terminates the subscription (RFC 6665
+        §4.2.2: Subscription-State terminated); `on_done` runs once that NOTIFY is answered or
+        has failed — or at once when there is nobody to notify."""
+        if self._refer_id is None or self.dialog is None or self.remote is None or self.state is LegState.ENDED:
+            if on_done is not None:
+                on_done()
+            return
+        final = status >= 200
+        state = "terminated;reason=noresource" if final else f"active;expires={REFER_EXPIRES}"
+        body = f"SIP/2.0 {status} {reason or REASON_PHRASES.get(status, 'Unknown')}\r\n".encode()
+        notify = self.dialog.create_request(
+            "NOTIFY", via=self.layer.via(self.remote), contact=self.layer.contact(self.remote),
+            extra=[("Event", f"refer;id={self._refer_id}"), ("Subscription-State", state)],
+            body=body, content_type="message/sipfrag;version=2.0")
+        if final:
+            self._refer_id = None
+
+        def answered(event: ResponseReceived | TransactionTimeout) -> None:
+            if isinstance(event, ResponseReceived):
+                self.on_response(event)
+            if on_done is not None:
+                on_done()
+
+        self.server.send_request(notify, self.remote, on_response=answered if final else None)
 
     def on_response(self, event: ResponseReceived | StrayResponse | TransactionTimeout) -> None:
         """Responses to in-dialog requests we sent (BYE, re-INVITE)."""
@@ -203,6 +399,12 @@ class InboundLeg(Leg):
         self.local_tag = generate_tag()
         self._retransmit: asyncio.TimerHandle | None = None
         self._answer: Response | None = None
+        #: RFC 4028: checked by the session layer before the INVITE got here.
+        try:
+            self.session_timer = SessionTimer.negotiate(event.request)
+        except (SipParseError, SessionIntervalTooSmall):
+            self.session_timer = None
+        self._expiry: asyncio.TimerHandle | None = None
         layer.adopt_invite(self)  # so a CANCEL finds this leg
 
     @property
@@ -238,6 +440,7 @@ class InboundLeg(Leg):
         self.state = LegState.ANSWERED
         self._answer = response
         self.server.respond(self.invite, response)
+        self._arm_expiry()
         loop = asyncio.get_running_loop()
         started = loop.time()
         interval = T1
@@ -298,6 +501,10 @@ class InboundLeg(Leg):
     def _response(self, status: int, sdp: bytes) -> Response:
         headers = [("Contact", self.layer.contact(self.invite.source)),
                    ("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY")]
+        if status == 200 and self.session_timer is not None:
+            # RFC 4028 §9: the 2xx states the interval and the refresher; Require: timer
+            # because the caller is the one who must refresh.
+            headers += [("Session-Expires", self.session_timer.header()), ("Require", "timer")]
         for rr in self.request.headers.get_all("Record-Route"):
             headers.append(("Record-Route", rr))  # RFC 3261 §12.1.1: copied into the response
         response = make_response(self.request, status, to_tag=self.local_tag, headers=headers, body=sdp)
@@ -307,7 +514,73 @@ class InboundLeg(Leg):
 
     def _end(self, cause: EndCause, status: int = 0, reason: str = "", *, by_remote: bool = True) -> None:
         self._stop_retransmit()
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
         super()._end(cause, status, reason, by_remote=by_remote)
+
+    # ------------------------------------------------------------- session timer (RFC 4028)
+
+    def _arm_expiry(self) -> None:
+        """When the caller refreshes: without a refresh the session ends a little before the
+        interval is over, min(32 s, interval/3) before (§10). When we do: refresh at half the
+        interval (§10)."""
+        if self.session_timer is None or self.state is not LegState.ANSWERED:
+            return
+        if self._expiry is not None:
+            self._expiry.cancel()
+        interval = self.session_timer.interval
+        loop = asyncio.get_running_loop()
+        if self.session_timer.refresher == "uas":
+            self._expiry = loop.call_later(interval / 2, self._refresh)
+        else:
+            self._expiry = loop.call_later(interval - min(32, interval / 3), self._expired)
+
+    def _refresh(self) -> None:
+        """Our session refresh: an UPDATE without SDP (RFC 4028 §7.4, RFC 3311)."""
+        self._expiry = None
+        if self.state is not LegState.ANSWERED or self.dialog is None or self.remote is None \
+                or self.session_timer is None:
+            return
+        interval = self.session_timer.interval
+        update = self.dialog.create_request(
+            "UPDATE", via=self.layer.via(self.remote), contact=self.layer.contact(self.remote),
+            extra=[("Session-Expires", self.session_timer.header()), ("Supported", "timer")])
+        # Should the refresh fail without ending the dialog, the session still ends when its
+        # interval is over.
+        self._expiry = asyncio.get_running_loop().call_later(max(0.0, interval / 2 - min(32, interval / 3)),
+                                                             self._expired)
+
+        def answered(event: ResponseReceived | TransactionTimeout) -> None:
+            if isinstance(event, TransactionTimeout) or event.response.status in (408, 481):
+                self._expired()   # §10: a refresh timing out or 408/481 ends the session
+            elif 200 <= event.response.status < 300:
+                self.on_response(event)
+                self._arm_expiry()
+
+        self.server.send_request(update, self.remote, on_response=answered)
+
+    def _expired(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+        self._expiry = None
+        if self.state is LegState.ANSWERED:
+            log.info("session of %s not refreshed in %d s: ending it", self.request.call_id,
+                     self.session_timer.interval if self.session_timer else 0)
+            self._send_bye()
+            self._end(EndCause.FAILED, 408, SESSION_EXPIRED, by_remote=False)
+
+    def _refreshed(self, request: Request) -> list[tuple[str, str]]:
+        if self.session_timer is None:
+            return []
+        value = request.headers.get("Session-Expires")
+        if value is not None:
+            # §10: the refresh may renegotiate the interval, never below our minimum.
+            delta = value.partition(";")[0].strip()
+            if delta.isdigit() and int(delta) >= MIN_SE:
+                self.session_timer = SessionTimer(int(delta), self.session_timer.refresher)
+        self._arm_expiry()
+        return [("Session-Expires", self.session_timer.header()), ("Require", "timer")]
 
 
 class OutboundLeg(Leg):
@@ -509,6 +782,11 @@ class SessionLayer:
     def __len__(self) -> int:
         return len(self._dialogs)
 
+    def find_dialog(self, call_id: str, tag: str, other_tag: str) -> Leg | None:
+        """The leg of a dialog named by its Call-ID and two tags in either order (a Replaces
+        names them as its sender sees them, RFC 3891 §3)."""
+        return self._dialogs.get((call_id, tag, other_tag)) or self._dialogs.get((call_id, other_tag, tag))
+
     # ------------------------------------------------------------- events from the server
 
     def _find(self, message: Request | Response, inbound: bool) -> Leg | None:
@@ -536,6 +814,16 @@ class SessionLayer:
             leg.on_in_dialog(event)
             return
         if request.method == "INVITE":
+            try:
+                SessionTimer.negotiate(request)
+            except SessionIntervalTooSmall:
+                # RFC 4028 §9: 422 with our minimum; the caller retries with at least that.
+                server.respond(event, make_response(request, 422, to_tag=generate_tag(),
+                                                    headers=[("Min-SE", str(MIN_SE))]))
+                return
+            except SipParseError as exc:
+                server.respond(event, make_response(request, exc.status, exc.reason, to_tag=generate_tag()))
+                return
             self.on_invite(event)
             return
         status = 501 if request.method not in ("BYE", "INFO", "UPDATE", "PRACK", "REFER", "NOTIFY") else 481

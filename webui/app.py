@@ -25,6 +25,7 @@ from webui.notice_pages import NoticePages
 from webui.pages import Pages
 from webui.report_pages import ReportPages
 from webui.sessions import SessionStore
+from webui.supervisor_api import SupervisorApi, SupervisorControl
 from webui.survey_pages import SurveyPages
 from webui.ticket_pages import TicketPages
 from webui.wallboard_pages import WallboardPages
@@ -45,6 +46,8 @@ class WebServices:
     sessions: SessionStore | None = None
     #: The live queue and agent figures (None when no queue is configured).
     wallboard: Callable[[float], dict[str, Any]] | None = None
+    #: Supervisors' force actions on agents and queue calls (None when no queue is configured).
+    supervisor: SupervisorControl | None = None
 
 
 def create_app(services: WebServices) -> Starlette:
@@ -80,5 +83,6 @@ def create_app(services: WebServices) -> Starlette:
                    + SurveyPages(pages).routes() + BackupPages(pages).routes())
         # REST API and its OpenAPI document (/api/openapi.json): API tokens or the browser's session.
         authenticate = pages.api_authenticator(bearer_authenticator(services.crm))
+        routes += SupervisorApi(services.crm, authenticate, services.supervisor).routes()  # before the /api mount
         routes.append(Mount("/api", routes=api_routes(services.crm, authenticate=authenticate)))
     return Starlette(routes=routes)

@@ -25,6 +25,7 @@ from crm.access import SYSTEM
 from crm.passwords import ScryptParams
 from crm.service import Crm
 from mediacore import MediaEngine
+from mediacore.codecs import get_encoder
 from mediacore.rtp import RtpPacket
 
 EVENT_PT = 101
@@ -88,6 +89,20 @@ class Caller:
             self.seq += 1
         self.ts += 2000
 
+    async def speak(self, target: int, seconds: float) -> None:
+        """Paced µ-law audio (a 500 Hz tone) as a phone sends it."""
+        t = np.arange(160) / 8000
+        frame = np.round(5000 * np.sin(2 * np.pi * 500 * t)).astype(np.int16)
+        payload = get_encoder("PCMU").encode(frame)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for i in range(int(seconds * 50)):
+            await asyncio.sleep(max(0.0, start + i * 0.02 - loop.time()))
+            packet = RtpPacket(0, self.seq, self.ts, 0x1234, payload)
+            self.sock.sendto(packet.serialize(), ("127.0.0.1", target))
+            self.seq += 1
+            self.ts += 160
+
     def audio_packets(self) -> int:
         """Non-silent audio packets received so far (prompts reach the caller)."""
         count = 0
@@ -101,13 +116,13 @@ class Caller:
             count += int(packet.payload_type == 0 and (pcm != 0xFF).any() and (pcm != 0x7F).any())
 
 
-async def run_ivr(engine, crm, sounds, *, is_open=lambda name: True):
+async def run_ivr(engine, crm, sounds, *, is_open=lambda name: True, recordings=None):
     crm_service, conn = crm
     flows = FlowStore(conn)
     await flows.save(MAIN_IVR)
     outcome: asyncio.Future = asyncio.get_running_loop().create_future()
     runner = IvrRunner(
-        engine, flows, CrmBridge(crm_service), sound_dirs=(sounds,), is_open=is_open,
+        engine, flows, CrmBridge(crm_service), sound_dirs=(sounds,), is_open=is_open, recordings=recordings,
         route=lambda call, transfer: outcome.set_result(("route", transfer)),
         hangup=lambda call, cause: outcome.set_result(("hangup", cause)))
     engine.set_event_handler(runner.on_media_event)
@@ -170,6 +185,28 @@ async def test_after_hours_a_failed_message_recording_hands_the_caller_to_an_age
     kind, transfer = await asyncio.wait_for(outcome, 15)
     assert kind == "route" and transfer.target == "8002"
     assert run.session.path[-4:] == ["complaint", "check-saved", "agent", "agent-service"]
+
+
+async def test_a_complaint_message_becomes_a_ticket_with_its_recording(engine, crm, sounds, tmp_path):
+    member = await crm[0].members.create(SYSTEM, "赵敏", phones=["13700137000"])
+    runner, endpoint, caller, outcome = await run_ivr(engine, crm, sounds, is_open=lambda name: False,
+                                                      recordings=tmp_path / "recordings")
+    await runner.start("call-5", endpoint, "13700137000", "main")
+    run = runner._calls["call-5"]
+    caller.press("1", endpoint.local_port)
+    await until(lambda: run.message_done is not None)            # after the beep: speak
+    await caller.speak(endpoint.local_port, 1.5)
+    caller.press("#", endpoint.local_port)
+    kind, cause = await asyncio.wait_for(outcome, 15)
+    assert (kind, cause) == ("hangup", "ivr_end")
+    assert run.session.path[-3:] == ["check-saved", "saved", "bye"]
+    [wav] = list((tmp_path / "recordings").rglob("msg-*.wav"))
+    audio, rate = soundfile.read(wav, dtype="int16")
+    assert rate == 8000 and 1.0 < len(audio) / rate < 3.0
+    async with crm[1].execute("SELECT t.ticket_type, c.recording_ref FROM tickets t JOIN calls c ON c.id = t.call_id"
+                              " WHERE t.member_id = ?", (member.id,)) as cur:
+        rows = await cur.fetchall()
+    assert len(rows) == 1 and rows[0][0] == "complaint" and wav.as_posix().endswith(rows[0][1])
 
 
 async def test_a_missing_flow_hangs_up(engine, crm, sounds):

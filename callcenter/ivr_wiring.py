@@ -1,0 +1,103 @@
+"""Wiring of the IVR into the running server: flows from the database, prompts from the data
+dir then the shipped set, look-ups through the CRM bridge, messages into `<data>/recordings`,
+and the calls the dialplan sends to `ivr:NAME`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from acd.calls import Call, CallManager
+from acd.demo_flows import DEMO_FLOWS
+from acd.dialplan import Dialplan
+from acd.events import CallEnded
+from acd.ivr import Transfer
+from acd.ivr_calls import IvrRunner
+from acd.ivr_flow import NodeType
+from acd.ivr_store import FlowStore
+from acd.lookups import CrmLookups
+from acd.prompt_catalogue import SOUNDS
+from callcenter.bus import EventBus
+from mediacore.engine import MediaEngine
+from mediacore.events import MediaEvent
+
+log = logging.getLogger(__name__)
+
+
+def with_demo_numbers(configured: Dialplan) -> Dialplan:
+    """The demo's numbers added to whatever the configuration has (it wins where both have
+    them): 5000 the main IVR (ARCHITECTURE.md) and the stores' hours as the time condition
+    `office` that the IVR asks about."""
+    demo = Dialplan.from_config(
+        {"timezone": "Asia/Shanghai", "rules": [{"match": "5000", "destination": "ivr:main"}]},
+        time_conditions=[{"name": "office", "hours": ["mon-sun 09:00-21:00"], "open": "5000",
+                          "closed": "5000"}])
+    merged = dataclasses.replace(configured, rules=list(configured.rules), conditions=dict(configured.conditions))
+    if not any(rule.takes("5000", "") for rule in merged.rules):
+        merged.rules += demo.rules
+    merged.conditions.setdefault("office", demo.conditions["office"])
+    return merged
+
+
+async def wire_ivr(*, db: aiosqlite.Connection, engine: MediaEngine, calls: CallManager, bus: EventBus,
+                   lookups: CrmLookups | None, data_dir: Path, demo: bool) -> IvrRunner:
+    """Create the IVR runner, seed the shipped flows on a demo, and hook it to calls and media."""
+    flows = FlowStore(db)
+    if demo:
+        for body in DEMO_FLOWS:
+            await flows.seed(body)
+
+    def route(call_id: str, transfer: Transfer) -> None:
+        call = calls.calls.get(call_id)
+        if call is None:
+            return
+        if transfer.kind is NodeType.QUEUE:
+            call.route(f"queue:{transfer.target}")
+        elif transfer.kind is NodeType.EXTENSION:
+            call.route(f"extension:{transfer.target}")
+        else:   # voicemail: no mailboxes yet; a person is better than a dead end
+            log.warning("call %s: IVR asked for %s %s, which this server has not: hanging up",
+                        call_id, transfer.kind.value, transfer.target)
+            call.hangup("ivr_no_voicemail", side="system")
+
+    def hangup(call_id: str, cause: str) -> None:
+        call = calls.calls.get(call_id)
+        if call is not None:
+            call.hangup(cause, side="system")
+
+    def is_open(name: str) -> bool:
+        try:
+            return calls.dialplan.is_open(name, datetime.now(UTC))
+        except KeyError:
+            log.warning("IVR asks about time condition %r, which is not configured: taken as open", name)
+            return True
+
+    runner = IvrRunner(engine, flows, lookups, route=route, hangup=hangup, is_open=is_open,
+                       recordings=data_dir / "recordings", sound_dirs=(data_dir / "sounds", SOUNDS))
+
+    def start(call: Call, flow: str) -> None:
+        task = asyncio.get_running_loop().create_task(runner.start(call.id, call.endpoint_a, call.caller, flow))
+        task.add_done_callback(_log_failure)
+
+    calls.ivr = start
+    bus.subscribe(CallEnded, lambda event: runner.ended(event.call_id))
+    previous = calls.on_media_event
+
+    def on_media_event(event: MediaEvent) -> None:
+        if not runner.on_media_event(event):
+            previous(event)
+
+    engine.set_event_handler(on_media_event)
+    return runner
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("starting an IVR failed", exc_info=task.exception())
