@@ -96,6 +96,8 @@ class CallManager:
         #: Runs an IVR flow on an answered call (`ivr:NAME` destinations); None until an IVR
         #: engine is wired in: the call is answered and waits for the caller to hang up.
         self.ivr: Callable[[Call, str], None] | None = None
+        #: Puts an answered call into conference room NUMBER (`conference:NUMBER`); None: no rooms.
+        self.conference: Callable[[Call, str], None] | None = None
         self.queues = queues
         self.trunks = trunks
         self.routes = list(routes)

@@ -110,6 +110,12 @@ class Dialing:
             self._answer_locally(f"ivr:{target}")
             if m.ivr is not None:
                 m.ivr(self, target)
+        elif kind is Kind.CONFERENCE:
+            if m.conference is None:
+                self._refuse(404, "Not Found: no conference rooms")
+                return
+            self._answer_locally(f"conference:{target}")
+            m.conference(self, target)
 
     def route(self, target: str) -> None:
         """Send the call on to `target` — a number, or a destination such as "queue:8001" —

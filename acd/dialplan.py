@@ -57,13 +57,15 @@ class Kind(enum.Enum):
     OUTBOUND = "outbound"
     ECHO = "echo"
     IVR = "ivr"
+    CONFERENCE = "conference"
     HANGUP = "hangup"
     TIME = "time"
     NUMBER = "number"   # a bare number: routed again
 
 
 #: Kinds a call can act on; TIME and NUMBER are followed by the dialplan itself.
-TERMINAL = frozenset({Kind.EXTENSION, Kind.GROUP, Kind.QUEUE, Kind.OUTBOUND, Kind.ECHO, Kind.IVR, Kind.HANGUP})
+TERMINAL = frozenset({Kind.EXTENSION, Kind.GROUP, Kind.QUEUE, Kind.OUTBOUND, Kind.ECHO, Kind.IVR, Kind.CONFERENCE,
+                      Kind.HANGUP})
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ class Destination:
             if re.fullmatch(r"[0-9*#+]+|\$\{EXTEN(:\d{1,2})?\}", text):
                 return cls(Kind.NUMBER, text)
             raise DialplanError(f"destination {text!r}: expected kind:target (extension, group, queue, outbound, "
-                                "ivr, hangup, time), echo, or a number")
+                                "ivr, conference, hangup, time), echo, or a number")
         try:
             kind = Kind(kind_name)
         except ValueError:

@@ -20,6 +20,7 @@ import uvicorn
 
 from acd.calls import CallManager, CallPolicy
 from acd.cdr import CdrWriter
+from acd.conference_rooms import ConferenceRooms
 from acd.directory import Extension, ExtensionDirectory
 from acd.features import FeatureStore
 from acd.ivr_calls import IvrRunner
@@ -31,7 +32,7 @@ from callcenter.bus import EventBus
 from callcenter.config import Config, ConfigError
 from callcenter.crm_bridge import CrmBridge
 from callcenter.database import apply_all, open_database
-from callcenter.ivr_wiring import wire_ivr, with_demo_numbers
+from callcenter.ivr_wiring import DEMO_ROOMS, media_dispatcher, wire_conferences, wire_ivr, with_demo_numbers
 from callcenter.tls import ensure_self_signed, server_context
 from crm.db import Database
 from crm.demo import seed_demo
@@ -94,6 +95,7 @@ class Application:
         self.engine: MediaEngine | None = None
         self.calls: CallManager | None = None
         self.ivr: IvrRunner | None = None
+        self.conferences: ConferenceRooms | None = None
         self.queue_log: QueueLogWriter | None = None
         self.trunks: TrunkManager | None = None
         self.directory: ExtensionDirectory | None = None
@@ -252,10 +254,14 @@ class Application:
             trunks=self.trunks, routes=cfg.outbound_routes, queues=router,
             dialplan=with_demo_numbers(cfg.dialplan) if cfg.demo else cfg.dialplan,
             features=features)
-        self.engine.set_event_handler(self.calls.on_media_event)
         self.ivr = await wire_ivr(db=self.db, engine=self.engine, calls=self.calls, bus=self.bus,
                                   lookups=CrmBridge(self.crm) if self.crm is not None else None,
                                   data_dir=cfg.data_dir, demo=cfg.demo)
+        self.conferences = wire_conferences(engine=self.engine, calls=self.calls, bus=self.bus,
+                                            rooms=cfg.conferences or (DEMO_ROOMS if cfg.demo else []),
+                                            data_dir=cfg.data_dir)
+        self.engine.set_event_handler(media_dispatcher(self.ivr.on_media_event, self.conferences.on_media_event,
+                                                       self.calls.on_media_event))
         await self.trunks.start()
 
     async def _start_http(self) -> None:

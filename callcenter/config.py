@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from acd.conference_rooms import RoomConfig, RoomConfigError
 from acd.dialplan import Dialplan, DialplanError
 from acd.queue_calls import QueueConfigError, QueueDefinition
 from acd.routing import OutboundRoute, RouteConfigError
@@ -127,6 +128,8 @@ class Config:
     outbound_routes: list[OutboundRoute] = field(default_factory=list)
     #: ACD queues (`[[queues]]`): number, name, strategy, members, wrapuptime, ...
     queues: list[QueueDefinition] = field(default_factory=list)
+    #: Conference rooms (`[[conferences]]`): number, name, pin, moderator_pin, max_members.
+    conferences: list[RoomConfig] = field(default_factory=list)
     #: `[dialplan]` with `[[dialplan.rules]]`, `[[ring_groups]]`, `[[time_conditions]]`, `[[holidays]]`.
     dialplan: Dialplan = field(default_factory=Dialplan)
 
@@ -149,6 +152,7 @@ def load_config(path: Path | None) -> Config:
         raise ConfigError(f"cannot read configuration {path}: {exc}") from exc
     trunks, routes = raw.pop("trunks", []), raw.pop("outbound_routes", [])
     queues = raw.pop("queues", [])
+    conferences = raw.pop("conferences", [])
     plan = (raw.pop("dialplan", {}), raw.pop("ring_groups", []), raw.pop("time_conditions", []),
             raw.pop("holidays", []))
     _merge(config, raw, where=str(path))
@@ -158,7 +162,20 @@ def load_config(path: Path | None) -> Config:
         raise ConfigError(f"{path}: {exc}") from None
     config.trunks, config.outbound_routes = parse_trunks(trunks, routes, where=str(path))
     config.queues = parse_queues(queues, where=str(path))
+    config.conferences = parse_conferences(conferences, where=str(path))
     return config
+
+
+def parse_conferences(rooms: Any, where: str = "configuration") -> list[RoomConfig]:
+    if not isinstance(rooms, list):
+        raise ConfigError(f"{where}: conferences must be an array of tables ([[conferences]])")
+    try:
+        parsed = [RoomConfig.from_table(r) for r in rooms]
+    except (RoomConfigError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    if len({r.number for r in parsed}) != len(parsed):
+        raise ConfigError(f"{where}: two conference rooms share a number")
+    return parsed
 
 
 def parse_queues(queues: Any, where: str = "configuration") -> list[QueueDefinition]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import aiosqlite
 
 from acd.calls import Call, CallManager
+from acd.conference_rooms import ConferenceRooms, RoomConfig
 from acd.demo_flows import DEMO_FLOWS
 from acd.dialplan import Dialplan
 from acd.events import CallEnded
@@ -33,15 +35,17 @@ log = logging.getLogger(__name__)
 
 def with_demo_numbers(configured: Dialplan) -> Dialplan:
     """The demo's numbers added to whatever the configuration has (it wins where both have
-    them): 5000 the main IVR (ARCHITECTURE.md) and the stores' hours as the time condition
-    `office` that the IVR asks about."""
+    them): 5000 the main IVR and 7000 the conference room (ARCHITECTURE.md), and the stores'
+    hours as the time condition `office` that the IVR asks about."""
     demo = Dialplan.from_config(
-        {"timezone": "Asia/Shanghai", "rules": [{"match": "5000", "destination": "ivr:main"}]},
+        {"timezone": "Asia/Shanghai", "rules": [{"match": "5000", "destination": "ivr:main"},
+                                                {"match": "7000", "destination": "conference:7000"}]},
         time_conditions=[{"name": "office", "hours": ["mon-sun 09:00-21:00"], "open": "5000",
                           "closed": "5000"}])
     merged = dataclasses.replace(configured, rules=list(configured.rules), conditions=dict(configured.conditions))
-    if not any(rule.takes("5000", "") for rule in merged.rules):
-        merged.rules += demo.rules
+    for rule, number in zip(demo.rules, ("5000", "7000"), strict=True):
+        if not any(r.takes(number, "") for r in merged.rules):
+            merged.rules.append(rule)
     merged.conditions.setdefault("office", demo.conditions["office"])
     return merged
 
@@ -88,16 +92,37 @@ async def wire_ivr(*, db: aiosqlite.Connection, engine: MediaEngine, calls: Call
 
     calls.ivr = start
     bus.subscribe(CallEnded, lambda event: runner.ended(event.call_id))
-    previous = calls.on_media_event
-
-    def on_media_event(event: MediaEvent) -> None:
-        if not runner.on_media_event(event):
-            previous(event)
-
-    engine.set_event_handler(on_media_event)
     return runner
+
+
+def wire_conferences(*, engine: MediaEngine, calls: CallManager, bus: EventBus, rooms: list[RoomConfig],
+                     data_dir: Path) -> ConferenceRooms:
+    """Conference rooms reachable through `conference:NUMBER` destinations."""
+    def hangup(call_id: str, cause: str) -> None:
+        call = calls.calls.get(call_id)
+        if call is not None:
+            call.hangup(cause, side="system")
+
+    conferences = ConferenceRooms(engine, rooms, hangup=hangup, sound_dirs=(data_dir / "sounds", SOUNDS))
+    calls.conference = lambda call, number: conferences.start(call.id, call.endpoint_a, call.caller, number)
+    bus.subscribe(CallEnded, lambda event: conferences.ended(event.call_id))
+    return conferences
+
+
+def media_dispatcher(*consumers: Callable[[MediaEvent], bool | None]) -> Callable[[MediaEvent], None]:
+    """One engine event handler: each consumer in turn until one says the event was its own."""
+    def on_media_event(event: MediaEvent) -> None:
+        for consumer in consumers:
+            if consumer(event):
+                return
+
+    return on_media_event
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("starting an IVR failed", exc_info=task.exception())
+
+
+#: The demo's conference room: PIN 1234, moderator PIN 4321.
+DEMO_ROOMS = [RoomConfig("7000", "会议室 / meeting room", pin="1234", moderator_pin="4321")]

@@ -4,11 +4,7 @@ presses keys as RFC 4733 events; look-ups go to a real CRM on a SQLite file."""
 from __future__ import annotations
 
 import asyncio
-import random
-import socket
-import struct
 
-import numpy as np
 import pytest
 import soundfile
 
@@ -16,35 +12,15 @@ from acd.demo_flows import MAIN_IVR
 from acd.ivr_calls import IvrRunner
 from acd.ivr_flow import NodeType
 from acd.ivr_store import MIGRATIONS_IVR, FlowStore
-from acd.prompt_catalogue import texts
-from acd.say import LANGUAGES
 from callcenter.crm_bridge import CrmBridge
 from callcenter.database import apply_migrations, open_database
 from crm import schema
 from crm.access import SYSTEM
 from crm.passwords import ScryptParams
 from crm.service import Crm
-from mediacore import MediaEngine
-from mediacore.codecs import get_encoder
-from mediacore.rtp import RtpPacket
 
 EVENT_PT = 101
 KEYS = {str(d): d for d in range(10)} | {"*": 10, "#": 11}
-
-
-@pytest.fixture
-def sounds(tmp_path):
-    """Every catalogue prompt as a short tone (0.1 s; 'ivr/welcome' 0.3 s), so flows run fast."""
-    root = tmp_path / "sounds"
-    for language in LANGUAGES:
-        for index, name in enumerate(texts(language)):
-            path = root / language / f"{name}.wav"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            seconds = 0.3 if name == "ivr/welcome" else 0.1
-            t = np.arange(int(8000 * seconds)) / 8000
-            tone = (8000 * np.sin(2 * np.pi * (300 + 10 * index) * t)).astype(np.int16)
-            soundfile.write(path, tone, 8000, subtype="PCM_16")
-    return root
 
 
 @pytest.fixture
@@ -60,63 +36,7 @@ async def crm(tmp_path):
         await conn.close()
 
 
-@pytest.fixture
-async def engine():
-    base = 20000 + 2 * random.randrange(0, 4900)
-    eng = MediaEngine("127.0.0.1", base, base + 99)
-    await eng.start()
-    try:
-        yield eng
-    finally:
-        eng.close()
-
-
-class Caller:
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.setblocking(False)
-        self.port = self.sock.getsockname()[1]
-        self.seq = 1
-        self.ts = 1000
-
-    def press(self, key: str, target: int) -> None:
-        for i, duration in enumerate((160, 320, 640, 640, 640)):
-            end = i >= 2
-            payload = struct.pack("!BBH", KEYS[key], (0x80 if end else 0) | 10, duration)
-            packet = RtpPacket(EVENT_PT, self.seq, self.ts, 0x1234, payload, marker=i == 0)
-            self.sock.sendto(packet.serialize(), ("127.0.0.1", target))
-            self.seq += 1
-        self.ts += 2000
-
-    async def speak(self, target: int, seconds: float) -> None:
-        """Paced µ-law audio (a 500 Hz tone) as a phone sends it."""
-        t = np.arange(160) / 8000
-        frame = np.round(5000 * np.sin(2 * np.pi * 500 * t)).astype(np.int16)
-        payload = get_encoder("PCMU").encode(frame)
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        for i in range(int(seconds * 50)):
-            await asyncio.sleep(max(0.0, start + i * 0.02 - loop.time()))
-            packet = RtpPacket(0, self.seq, self.ts, 0x1234, payload)
-            self.sock.sendto(packet.serialize(), ("127.0.0.1", target))
-            self.seq += 1
-            self.ts += 160
-
-    def audio_packets(self) -> int:
-        """Non-silent audio packets received so far (prompts reach the caller)."""
-        count = 0
-        while True:
-            try:
-                data = self.sock.recv(4096)
-            except BlockingIOError:
-                return count
-            packet = RtpPacket.parse(data)
-            pcm = np.frombuffer(packet.payload, dtype=np.uint8)
-            count += int(packet.payload_type == 0 and (pcm != 0xFF).any() and (pcm != 0x7F).any())
-
-
-async def run_ivr(engine, crm, sounds, *, is_open=lambda name: True, recordings=None):
+async def run_ivr(engine, crm, sounds, make_caller, *, is_open=lambda name: True, recordings=None):
     crm_service, conn = crm
     flows = FlowStore(conn)
     await flows.save(MAIN_IVR)
@@ -127,7 +47,7 @@ async def run_ivr(engine, crm, sounds, *, is_open=lambda name: True, recordings=
         hangup=lambda call, cause: outcome.set_result(("hangup", cause)))
     engine.set_event_handler(runner.on_media_event)
     endpoint = engine.create_endpoint("PCMU", 0, telephone_event_pt=EVENT_PT)
-    caller = Caller()
+    caller = make_caller()
     engine.set_remote(endpoint, "127.0.0.1", caller.port)
     return runner, endpoint, caller, outcome
 
@@ -138,10 +58,10 @@ async def until(predicate, timeout: float = 10.0) -> None:
             await asyncio.sleep(0.02)
 
 
-async def test_points_balance_for_a_known_caller_then_an_agent(engine, crm, sounds):
+async def test_points_balance_for_a_known_caller_then_an_agent(engine, crm, sounds, make_caller):
     member = await crm[0].members.create(SYSTEM, "王芳", phones=["13800138000"], level="gold")
     await crm[0].points.earn(SYSTEM, member.id, 2345, "opening balance")
-    runner, endpoint, caller, outcome = await run_ivr(engine, crm, sounds)
+    runner, endpoint, caller, outcome = await run_ivr(engine, crm, sounds, make_caller)
     await runner.start("call-1", endpoint, "13800138000", "main")
     run = runner._calls["call-1"]
     await until(lambda: run.session.path[-1] == "welcome")     # the language menu timed out (3 s)
@@ -158,9 +78,9 @@ async def test_points_balance_for_a_known_caller_then_an_agent(engine, crm, soun
     assert "call-1" not in runner
 
 
-async def test_english_unknown_caller_keys_in_a_member_number(engine, crm, sounds):
+async def test_english_unknown_caller_keys_in_a_member_number(engine, crm, sounds, make_caller):
     await crm[0].members.create(SYSTEM, "Li Lei", phones=["13900139000"], card_no="88886666")
-    runner, endpoint, caller, outcome = await run_ivr(engine, crm, sounds)
+    runner, endpoint, caller, outcome = await run_ivr(engine, crm, sounds, make_caller)
     await runner.start("call-2", endpoint, "02150001234", "main")
     run = runner._calls["call-2"]
     caller.press("2", endpoint.local_port)                     # English
@@ -177,8 +97,8 @@ async def test_english_unknown_caller_keys_in_a_member_number(engine, crm, sound
     assert "call-2" not in runner and not outcome.done()
 
 
-async def test_after_hours_a_failed_message_recording_hands_the_caller_to_an_agent(engine, crm, sounds):
-    runner, endpoint, caller, outcome = await run_ivr(engine, crm, sounds, is_open=lambda name: False)
+async def test_after_hours_a_failed_message_recording_hands_the_caller_to_an_agent(engine, crm, sounds, make_caller):
+    runner, endpoint, caller, outcome = await run_ivr(engine, crm, sounds, make_caller, is_open=lambda name: False)
     await runner.start("call-3", endpoint, "13700137000", "main")
     run = runner._calls["call-3"]
     caller.press("1", endpoint.local_port)
@@ -187,9 +107,9 @@ async def test_after_hours_a_failed_message_recording_hands_the_caller_to_an_age
     assert run.session.path[-4:] == ["complaint", "check-saved", "agent", "agent-service"]
 
 
-async def test_a_complaint_message_becomes_a_ticket_with_its_recording(engine, crm, sounds, tmp_path):
+async def test_a_complaint_message_becomes_a_ticket_with_its_recording(engine, crm, sounds, make_caller, tmp_path):
     member = await crm[0].members.create(SYSTEM, "赵敏", phones=["13700137000"])
-    runner, endpoint, caller, outcome = await run_ivr(engine, crm, sounds, is_open=lambda name: False,
+    runner, endpoint, caller, outcome = await run_ivr(engine, crm, sounds, make_caller, is_open=lambda name: False,
                                                       recordings=tmp_path / "recordings")
     await runner.start("call-5", endpoint, "13700137000", "main")
     run = runner._calls["call-5"]
@@ -209,7 +129,7 @@ async def test_a_complaint_message_becomes_a_ticket_with_its_recording(engine, c
     assert len(rows) == 1 and rows[0][0] == "complaint" and wav.as_posix().endswith(rows[0][1])
 
 
-async def test_a_missing_flow_hangs_up(engine, crm, sounds):
-    runner, endpoint, caller, outcome = await run_ivr(engine, crm, sounds)
+async def test_a_missing_flow_hangs_up(engine, crm, sounds, make_caller):
+    runner, endpoint, caller, outcome = await run_ivr(engine, crm, sounds, make_caller)
     await runner.start("call-4", endpoint, "1", "no-such-flow")
     assert await outcome == ("hangup", "ivr_missing")
