@@ -40,7 +40,8 @@ from acd.features import (
 from acd.queue_calls import QueueRouter
 from acd.routing import OutboundRoute, select_route
 from acd.transfer import BlindTransfer, Parties, on_refer
-from mediacore.engine import Endpoint, MediaEngine
+from acd.webrtc_agents import SipRinging
+from mediacore.engine import Endpoint, MediaEngine, PcmPort
 from mediacore.errors import MediaError
 from mediacore.events import MediaEvent, RtpTimeout
 from sipstack.registrar import Registrar
@@ -93,6 +94,8 @@ class CallManager:
         self.server = server
         self.dialplan = dialplan or Dialplan()
         self.features = features
+        #: Rings browser agents (WebRTC softphones) by extension; None without them.
+        self.browser_agents: SipRinging | None = None
         #: Runs an IVR flow on an answered call (`ivr:NAME` destinations); None until an IVR
         #: engine is wired in: the call is answered and waits for the caller to hang up.
         self.ivr: Callable[[Call, str], None] | None = None
@@ -485,7 +488,8 @@ class Call(Dialing, Parties):
                 if self._trunk_queue:
                     self._dial_trunk()
                     return
-            if not self.outbound and self.answered_leg is None and not self._ended:
+            if (not self.outbound and self.answered_leg is None and not self._ended
+                    and not (self.manager.browser_agents and self.manager.browser_agents.ringing(self.id))):
                 status = 486 if event.cause is EndCause.BUSY else (event.status if event.status >= 400 else 480)
                 if status in (401, 407):
                     status = 503  # a provider refusing our trunk credentials: not the caller's to answer
@@ -539,6 +543,8 @@ class Call(Dialing, Parties):
         for other in list(self.outbound):
             if other is not leg:
                 other.hangup()  # RFC 3261 §16.7-style: CANCEL the forks that lost
+        if m.browser_agents is not None:
+            m.browser_agents.stop(self.id, "answered_elsewhere")
         m.engine.set_remote(self.endpoint_b, negotiated.remote_address, negotiated.remote_port)
         if answered_here:
             m.engine.stop_playback(self.endpoint_a)    # the hold music or ringback it heard
@@ -549,6 +555,35 @@ class Call(Dialing, Parties):
         self.inbound.answer(self.answer_a.to_bytes())
         m.publish(CallAnswered(self.id, self.answered_by, self.answered_at))
         self._arm_max_duration()
+
+    # ------------------------------------------------------------- browser agents (acd.webrtc_agents)
+
+    def connect_browser(self, port: PcmPort, extension: str) -> None:
+        """A browser agent answered: its engine port takes the callee's place."""
+        m = self.manager
+        if self._step is not None:
+            self._step.cancel()
+            self._step = None
+        for leg in list(self.outbound):  # SIP phones of the same ring step
+            leg.listener = None
+            leg.hangup()
+        self.outbound.clear()
+        self._answered_ext = extension
+        m.engine.set_rtp_timeout(self.endpoint_b, None)  # nothing arrives on the unused callee endpoint
+        m.engine.connect(self.endpoint_a, port)
+        self.answered_at = time.time()
+        self.inbound.answer(self.answer_a.to_bytes())
+        m.publish(CallAnswered(self.id, extension, self.answered_at))
+        self._arm_max_duration()
+
+    def browser_failed(self, status: int, busy: bool) -> None:
+        """Every browser rung refused or gave up; SIP phones of the step may still ring."""
+        if self.answered_at is None and not self._ended and not self.outbound:
+            self._step_failed(status, EndCause.BUSY if busy else EndCause.NO_ANSWER)
+
+    def send_dtmf_to_caller(self, digits: str) -> None:
+        if self.endpoint_a.telephone_event_pt is not None:
+            self.manager.engine.send_dtmf(self.endpoint_a, digits)
 
     def _arm_max_duration(self) -> None:
         m = self.manager

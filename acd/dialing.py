@@ -233,6 +233,8 @@ class Dialing:
         from_addr = NameAddr(SipUri("sip", self.caller, None, local, None), display or None, {})
         rung = False
         for number in extensions:
+            if m.browser_agents is not None and m.browser_agents.ring(self, number, display or ""):  # type: ignore[arg-type]
+                rung = True
             bindings = m.registrar.lookup(number)
             if not bindings:
                 continue
@@ -260,6 +262,8 @@ class Dialing:
             leg.listener = None
             leg.hangup()
         self.outbound.clear()
+        if self.manager.browser_agents is not None:
+            self.manager.browser_agents.stop(self.id, "no_answer")
         self._step_failed(480, EndCause.NO_ANSWER)
 
     def _step_failed(self, status: int, cause: EndCause) -> None:

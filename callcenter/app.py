@@ -22,12 +22,14 @@ from acd.calls import CallManager, CallPolicy
 from acd.cdr import CdrWriter
 from acd.conference_rooms import ConferenceRooms
 from acd.directory import Extension, ExtensionDirectory
+from acd.events import CallEnded
 from acd.features import FeatureStore
 from acd.ivr_calls import IvrRunner
 from acd.queue_calls import QueueDefinition, QueueRouter
 from acd.queue_log import QueueLogWriter
 from acd.schema import MIGRATIONS as ACD_MIGRATIONS
 from acd.sticky import StickyAgents
+from acd.webrtc_agents import SipRinging, WebRtcAgents
 from callcenter.bus import EventBus
 from callcenter.config import Config, ConfigError
 from callcenter.crm_bridge import CrmBridge
@@ -94,6 +96,7 @@ class Application:
         self.crm: Crm | None = None
         self.engine: MediaEngine | None = None
         self.calls: CallManager | None = None
+        self.browser_agents: WebRtcAgents | None = None
         self.ivr: IvrRunner | None = None
         self.conferences: ConferenceRooms | None = None
         self.queue_log: QueueLogWriter | None = None
@@ -174,6 +177,8 @@ class Application:
             except Exception:
                 log.exception("shutdown: %s failed", name)
 
+        if self.browser_agents is not None:
+            await step("browser agents", self.browser_agents.close)
         if self.calls is not None:
             await step("calls", self.calls.drain)
         if self.trunks is not None:
@@ -262,6 +267,9 @@ class Application:
                                             data_dir=cfg.data_dir)
         self.engine.set_event_handler(media_dispatcher(self.ivr.on_media_event, self.conferences.on_media_event,
                                                        self.calls.on_media_event))
+        self.browser_agents = WebRtcAgents(self.engine, dialplan=self.calls.dialplan)
+        self.calls.browser_agents = SipRinging(self.browser_agents)
+        self.bus.subscribe(CallEnded, self.calls.browser_agents.on_event)
         await self.trunks.start()
 
     async def _start_http(self) -> None:
@@ -269,7 +277,7 @@ class Application:
         assert self.db is not None
         services = WebServices(health=self.health, metrics=self.metrics,
                                sip_websocket=self.transports.serve_websocket if self.transports else None,
-                               crm=self.crm, sessions=SessionStore(self.db),
+                               crm=self.crm, sessions=SessionStore(self.db), browser_agents=self.browser_agents,
                                wallboard=(self.calls.queues.wallboard.snapshot
                                           if self.calls is not None and self.calls.queues is not None else None),
                                supervisor=self.calls.queues if self.calls is not None else None)

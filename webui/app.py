@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from acd.webrtc_agents import WebRtcAgents
 from crm.service import Crm
 from webui.admin_pages import AdminPages
 from webui.api import api_routes
@@ -25,6 +26,7 @@ from webui.notice_pages import NoticePages
 from webui.pages import Pages
 from webui.report_pages import ReportPages
 from webui.sessions import SessionStore
+from webui.softphone import SoftphonePages
 from webui.supervisor_api import SupervisorApi, SupervisorControl
 from webui.survey_pages import SurveyPages
 from webui.ticket_pages import TicketPages
@@ -48,6 +50,8 @@ class WebServices:
     wallboard: Callable[[float], dict[str, Any]] | None = None
     #: Supervisors' force actions on agents and queue calls (None when no queue is configured).
     supervisor: SupervisorControl | None = None
+    #: Browser agents on WebRTC (the softphone's /ws/agent); None when not wired in.
+    browser_agents: WebRtcAgents | None = None
 
 
 def create_app(services: WebServices) -> Starlette:
@@ -81,6 +85,7 @@ def create_app(services: WebServices) -> Starlette:
                    + KnowledgePages(pages).routes() + WorkspacePages(pages).routes() + NoticePages(pages).routes()
                    + DictionaryPages(pages).routes() + MessagePages(pages).routes()
                    + SurveyPages(pages).routes() + BackupPages(pages).routes())
+        routes += SoftphonePages(pages, services.browser_agents).routes()
         # REST API and its OpenAPI document (/api/openapi.json): API tokens or the browser's session.
         authenticate = pages.api_authenticator(bearer_authenticator(services.crm))
         routes += SupervisorApi(services.crm, authenticate, services.supervisor).routes()  # before the /api mount

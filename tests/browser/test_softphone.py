@@ -1,0 +1,217 @@
+"""The softphone in Chromium: an agent signs in, opens the softphone, the WebSocket registers
+their extension, and dialling the echo test 9196 sends the fake microphone's steady tone through
+WebRTC, the server's aiortc bridge and the media engine's echo back into the page, where a
+WebAudio analyser hears it. A browser refused the microphone says so plainly.
+
+The server runs in this process (its own thread and event loop) with the real app, CRM database,
+media engine and browser-agent registry, on free ports of 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import uvicorn
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from acd.webrtc_agents import WebRtcAgents
+from callcenter.database import apply_migrations, open_database
+from crm import schema
+from crm.access import SYSTEM
+from crm.db import Database
+from crm.passwords import ScryptParams
+from crm.service import Crm
+from mediacore.engine import MediaEngine
+from tests.browser.test_pages import ARTIFACTS, CHROMIUM, FLAGS
+from webui.app import WebServices, create_app
+from webui.sessions import MIGRATIONS as SESSION_MIGRATIONS
+from webui.sessions import SessionStore
+
+pytestmark = pytest.mark.timeout(120)
+
+TONE_HZ = 600
+PASSWORD = "agent-pass-1"
+MEDIA_FLAGS = ["--use-fake-device-for-media-stream", "--autoplay-policy=no-user-gesture-required"]
+
+
+class Site:
+    """The web app with browser agents, served from a thread of its own."""
+
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.failure: BaseException | None = None
+        self.port = 0
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self._thread.start()
+        if not self.ready.wait(30) or self.failure is not None:
+            raise RuntimeError(f"the test site did not start: {self.failure!r}")
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self.loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(20)
+
+    def _run(self) -> None:
+        try:
+            self.loop.run_until_complete(self._serve())
+        except BaseException as exc:  # reported to the test thread by start()
+            self.failure = exc
+            self.ready.set()
+        finally:
+            self.loop.close()
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        self.data.mkdir(parents=True, exist_ok=True)
+        conn = await open_database(self.data / "callcenter.db")
+        engine = MediaEngine("127.0.0.1", 39100, 39199)  # PCM ports only: no RTP socket opened
+        try:
+            await apply_migrations(conn, "crm", schema.MIGRATIONS)
+            await apply_migrations(conn, "webui", SESSION_MIGRATIONS)
+            crm = Crm.build(Database(conn), password_params=ScryptParams(log2_n=4, r=8, p=1))
+            await crm.org.create_user(SYSTEM, "agent1", "林晓", PASSWORD, roles=["agent"], extension="2001")
+            await engine.start()
+            agents = WebRtcAgents(engine)
+
+            async def health() -> dict[str, bool]:
+                return {"media": True}
+
+            app = create_app(WebServices(health=health, metrics=lambda: "", crm=crm, sessions=SessionStore(conn),
+                                         browser_agents=agents))
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+            server = uvicorn.Server(uvicorn.Config(app, loop="none", lifespan="off", log_level="warning",
+                                                   ws="websockets-sansio"))
+            server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+            task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
+            while not server.started:
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.02)
+            self.ready.set()
+            await self._stop.wait()
+            await agents.close()
+            server.should_exit = True
+            await asyncio.wait_for(task, 10)
+        finally:
+            engine.close()
+            await conn.close()
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    served = Site(tmp_path / "data")
+    served.start()
+    try:
+        yield served
+    finally:
+        served.stop()
+
+
+@pytest.fixture
+def tone_file(tmp_path: Path) -> Path:
+    """The fake microphone: a steady tone (ENVIRONMENT.md: the default fake device only beeps)."""
+    rate = 48000
+    t = np.arange(rate * 10) / rate
+    path = tmp_path / "tone.wav"
+    soundfile.write(path, (0.3 * np.sin(2 * np.pi * TONE_HZ * t)).astype(np.float32), rate, subtype="PCM_16")
+    return path
+
+
+@pytest.fixture
+def playwright_instance():
+    with sync_playwright() as p:
+        yield p
+
+
+def launch(p, *extra: str) -> Browser:
+    return p.chromium.launch(executable_path=CHROMIUM, args=[*FLAGS, *MEDIA_FLAGS, *extra])
+
+
+def sign_in_to_softphone(page: Page, site: Site) -> None:
+    page.goto(f"{site.http_url}/login")
+    page.get_by_label("用户名").fill("agent1")
+    page.get_by_label("密码").fill(PASSWORD)
+    page.get_by_role("button", name="登录").click()
+    page.wait_for_url(f"{site.http_url}/")
+    page.goto(f"{site.http_url}/softphone")
+    expect(page.locator("#softphone")).to_have_attribute("data-registered", "true", timeout=10_000)
+    expect(page.locator("#sp-status")).to_have_text("就绪")
+    expect(page.locator("#sp-extension")).to_have_text("分机 2001")
+
+
+# Reads the analyser on what the agent hears: the strongest frequency above 100 Hz and its level.
+HEARD = """() => {
+  const a = window.softphoneRemote;
+  if (!a) return null;
+  const bins = new Float32Array(a.frequencyBinCount);
+  a.getFloatFrequencyData(bins);
+  const hz = a.context.sampleRate / a.fftSize;
+  let best = Math.ceil(100 / hz);
+  for (let i = best; i < bins.length; i++) if (bins[i] > bins[best]) best = i;
+  return {frequency: best * hz, db: bins[best]};
+}"""
+
+
+def test_an_agent_dials_the_echo_test_and_hears_their_own_tone(site: Site, tone_file: Path, playwright_instance) -> None:
+    browser = launch(playwright_instance, "--use-fake-ui-for-media-stream",
+                     f"--use-file-for-fake-audio-capture={tone_file}")
+    try:
+        page = browser.new_page(viewport={"width": 1366, "height": 900})
+        sign_in_to_softphone(page, site)
+        page.locator("#sp-processing").uncheck()  # a steady tone would be "noise" to suppress
+        for key in "9196":
+            page.locator(f".sp-key[data-key='{key}']").click()
+        expect(page.locator("#sp-number")).to_have_value("9196")
+        page.get_by_role("button", name="呼叫", exact=True).click()
+        expect(page.locator("#sp-call")).to_be_visible()
+        expect(page.locator("#sp-call-state")).to_have_text("通话中")
+        expect(page.locator("#sp-status")).to_have_text("音频已接通", timeout=15_000)
+
+        heard = None
+        for _ in range(100):  # until the echo has filled the analyser's window
+            heard = page.evaluate(HEARD)
+            if heard and heard["db"] > -60 and abs(heard["frequency"] - TONE_HZ) < 15:
+                break
+            page.wait_for_timeout(100)
+        assert heard is not None and abs(heard["frequency"] - TONE_HZ) < 15, heard
+        assert heard["db"] > -60, heard
+        assert page.locator("#sp-mic-level").evaluate("m => m.value") > 0
+        expect(page.locator("#sp-timer")).not_to_have_text("0:00", timeout=3000)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "softphone.png"))
+
+        page.get_by_role("button", name="挂断").click()
+        expect(page.locator("#sp-status")).to_contain_text("通话结束")
+        expect(page.locator("#sp-call")).to_be_hidden()
+    finally:
+        browser.close()
+
+
+def test_a_refused_microphone_is_explained_and_nothing_is_dialled(site: Site, playwright_instance) -> None:
+    browser = launch(playwright_instance)  # no fake UI: the permission prompt is refused
+    try:
+        page = browser.new_context(permissions=[]).new_page()
+        sign_in_to_softphone(page, site)
+        page.locator("#sp-number").fill("9196")
+        page.get_by_role("button", name="呼叫", exact=True).click()
+        expect(page.get_by_role("alert")).to_contain_text("麦克风权限被拒绝")
+        expect(page.locator("#sp-call")).to_be_hidden()
+    finally:
+        browser.close()

@@ -1,0 +1,312 @@
+// The agent softphone: one WebSocket (/ws/agent, protocol v1, see docs/webrtc-signalling.md)
+// for signalling, one RTCPeerConnection per call. The browser always makes the SDP offer and
+// trickles its ICE candidates; the server answers at once with its host candidates.
+// Caller names and numbers are shown with textContent only (never parsed as markup).
+(function () {
+  "use strict";
+  const root = document.getElementById("softphone");
+  if (!root) return;
+  const L = JSON.parse(root.dataset.labels);
+  const $ = (id) => document.getElementById(id);
+  const status = $("sp-status"), alertBox = $("sp-alert");
+  const VERSION = 1;
+
+  let ws = null, extension = null, ready = false, replaced = false, backoff = 500;
+  let iceServers = [];
+  let nextRef = 1;
+  const calls = new Map();          // call_id -> {summary, pc, answeredAt}
+  let current = null;               // the call shown in the call panel
+  let ringing = null;               // the incoming call shown
+  let audioCtx = null, micStream = null, micAnalyser = null, remoteAnalyser = null, ringer = null;
+
+  // ---------------------------------------------------------------- messages
+  function say(text, isError) {
+    if (isError) { alertBox.textContent = text; alertBox.hidden = false; }
+    else { status.textContent = text; }
+  }
+  function clearAlert() { alertBox.hidden = true; alertBox.textContent = ""; }
+  function reasonText(reason) { return L["reason." + reason] || reason || ""; }
+
+  function send(message) {
+    if (!ws || ws.readyState !== WebSocket.OPEN) return null;
+    message.ref = nextRef++;
+    ws.send(JSON.stringify(message));
+    return message.ref;
+  }
+
+  // ---------------------------------------------------------------- audio
+  function context() {
+    if (!audioCtx) audioCtx = new AudioContext();
+    if (audioCtx.state === "suspended") audioCtx.resume();
+    return audioCtx;
+  }
+
+  async function microphone() {
+    if (micStream) return micStream;
+    const processing = $("sp-processing").checked;
+    const deviceId = $("sp-mic").value;
+    const audio = { echoCancellation: processing, noiseSuppression: processing, autoGainControl: processing };
+    if (deviceId) audio.deviceId = { exact: deviceId };
+    try {
+      micStream = await navigator.mediaDevices.getUserMedia({ audio: audio });
+    } catch (err) {
+      say(err && err.name === "NotFoundError" ? L.mic_missing : L.mic_denied, true);
+      throw err;
+    }
+    micAnalyser = context().createAnalyser();
+    micAnalyser.fftSize = 2048;
+    context().createMediaStreamSource(micStream).connect(micAnalyser);
+    listDevices();
+    return micStream;
+  }
+
+  async function listDevices() {
+    if (!navigator.mediaDevices || !navigator.mediaDevices.enumerateDevices) return;
+    const devices = await navigator.mediaDevices.enumerateDevices();
+    for (const [kind, select] of [["audioinput", $("sp-mic")], ["audiooutput", $("sp-speaker")]]) {
+      const chosen = select.value;
+      select.replaceChildren(...devices.filter((d) => d.kind === kind).map((d, i) => {
+        const option = document.createElement("option");
+        option.value = d.deviceId;
+        option.textContent = d.label || (kind === "audioinput" ? L.microphone : L.speaker) + " " + (i + 1);
+        return option;
+      }));
+      if (chosen) select.value = chosen;
+    }
+  }
+
+  function level(analyser) {
+    if (!analyser) return 0;
+    const data = new Float32Array(analyser.fftSize);
+    analyser.getFloatTimeDomainData(data);
+    let sum = 0;
+    for (const v of data) sum += v * v;
+    return Math.min(1, Math.sqrt(sum / data.length) * 4);
+  }
+
+  function meters() {
+    $("sp-mic-level").value = level(micAnalyser);
+    $("sp-speaker-level").value = level(remoteAnalyser);
+    if (current && current.answeredAt) {
+      const s = Math.floor((Date.now() - current.answeredAt) / 1000);
+      $("sp-timer").textContent = Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
+    }
+    requestAnimationFrame(meters);
+  }
+
+  function playRemote(stream) {
+    const audio = $("sp-remote");
+    audio.srcObject = stream;
+    audio.play().catch(() => {});
+    remoteAnalyser = context().createAnalyser();
+    remoteAnalyser.fftSize = 8192;
+    context().createMediaStreamSource(stream).connect(remoteAnalyser);
+    window.softphoneRemote = remoteAnalyser;  // for tests and diagnostics: what the agent hears
+  }
+
+  function ring(on) {
+    if (ringer) { ringer.stop(); ringer = null; }
+    if (!on) return;
+    // A local ring (440 + 480 Hz, North American cadence): no audio has to come from the server.
+    const ctx = context(), gain = ctx.createGain();
+    gain.gain.value = 0;
+    const oscs = [440, 480].map((f) => { const o = ctx.createOscillator(); o.frequency.value = f; o.connect(gain); o.start(); return o; });
+    gain.connect(ctx.destination);
+    let phase = 0;
+    const timer = setInterval(() => { gain.gain.value = (phase++ % 6) < 2 ? 0.1 : 0; }, 1000);
+    ringer = { stop() { clearInterval(timer); oscs.forEach((o) => o.stop()); gain.disconnect(); } };
+  }
+
+  // ---------------------------------------------------------------- media per call
+  async function startMedia(call) {
+    if (call.pc) call.pc.close();
+    const pc = new RTCPeerConnection({ iceServers: iceServers });
+    call.pc = pc;
+    const stream = await microphone();
+    for (const track of stream.getAudioTracks()) pc.addTrack(track, stream);
+    pc.onicecandidate = (e) => {
+      const c = e.candidate;
+      send({ type: "candidate", call_id: call.summary.call_id, candidate: c ? c.candidate : null,
+             sdpMid: c ? c.sdpMid : null, sdpMLineIndex: c ? c.sdpMLineIndex : null });
+    };
+    pc.ontrack = (e) => playRemote(e.streams[0] || new MediaStream([e.track]));
+    pc.onconnectionstatechange = () => {
+      if (pc !== call.pc) return;
+      if (pc.connectionState === "failed") say(L.connection_failed, true);
+      if (pc.connectionState === "connected") clearAlert();
+    };
+    // Trickle ICE: the offer leaves now, candidates follow as the browser finds them.
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    send({ type: "offer", call_id: call.summary.call_id, sdp: pc.localDescription.sdp });
+  }
+
+  function stopMedia(call) {
+    if (call.pc) { call.pc.close(); call.pc = null; }
+  }
+
+  // ---------------------------------------------------------------- panels
+  function show(call) {
+    current = call;
+    const panel = $("sp-call");
+    if (!call) { panel.hidden = true; return; }
+    const s = call.summary;
+    panel.hidden = false;
+    $("sp-peer").textContent = s.peer;
+    $("sp-peer-name").textContent = s.peer_name || "";
+    $("sp-call-state").textContent = s.held ? L.held : s.state === "answered" ? L.talking : L.dialling;
+    $("sp-hold").textContent = s.held ? L.unhold : L.hold;
+    $("sp-mute").textContent = s.muted ? L.unmute : L.mute;
+    $("sp-mute").setAttribute("aria-pressed", String(!!s.muted));
+  }
+
+  function showIncoming(call) {
+    ringing = call;
+    $("sp-incoming").hidden = !call;
+    ring(!!call);
+    if (call) {
+      $("sp-incoming-name").textContent = call.summary.peer_name || "";
+      $("sp-incoming-number").textContent = call.summary.peer;
+    }
+  }
+
+  function update(summary) {
+    let call = calls.get(summary.call_id);
+    if (!call) { call = { summary: summary, pc: null, answeredAt: null }; calls.set(summary.call_id, call); }
+    call.summary = summary;
+    if (summary.state === "answered" && !call.answeredAt) call.answeredAt = Date.now();
+    if (summary.state === "ended") {
+      calls.delete(summary.call_id);
+      stopMedia(call);
+      if (ringing === call) showIncoming(null);
+      if (current === call) { show(null); $("sp-timer").textContent = "0:00"; }
+      say(L.ended + (summary.reason ? " · " + reasonText(summary.reason) : ""));
+      return call;
+    }
+    if (ringing === call && summary.state !== "ringing") showIncoming(null);
+    if (summary.direction === "outbound" || summary.state === "answered") show(call);
+    return call;
+  }
+
+  // ---------------------------------------------------------------- signalling
+  function onMessage(m) {
+    switch (m.type) {
+      case "welcome":
+        extension = m.extension;
+        iceServers = m.ice_servers || [];
+        if (!extension) { say(L.no_extension, true); return; }
+        $("sp-extension").textContent = L.extension.replace("{extension}", extension);
+        send({ type: "register" });
+        break;
+      case "registered":
+        ready = true;
+        backoff = 500;
+        say(L.registered);
+        root.dataset.registered = "true";
+        // Calls that outlived a reconnect: new media for each (an ICE restart in effect).
+        for (const s of m.calls) {
+          const call = update(s);
+          if (s.state === "ringing" && s.direction === "inbound") showIncoming(call);
+          else startMedia(call).catch(() => {});
+        }
+        break;
+      case "call":
+        startMedia(update(m)).catch(() => send({ type: "hangup", call_id: m.call_id }));
+        break;
+      case "incoming":
+        showIncoming(update(m));
+        break;
+      case "state":
+        update(m);
+        break;
+      case "media":
+        if (m.state === "failed") say(L.connection_failed, true);
+        else if (m.state === "connected") say(L.media_connected);
+        break;
+      case "answer": {
+        const call = calls.get(m.call_id);
+        if (call && call.pc) call.pc.setRemoteDescription({ type: "answer", sdp: m.sdp }).catch(() => say(L.connection_failed, true));
+        break;
+      }
+      case "replaced":
+        replaced = true;
+        say(L.replaced, true);
+        break;
+      case "error":
+        if (m.code === "no_extension") say(L.no_extension, true);
+        else if (m.code !== "bad_candidate") say(L.error + ": " + (reasonText(m.code) || m.message), true);
+        break;
+    }
+  }
+
+  function connect() {
+    say(ready ? L.reconnecting : L.registering);
+    ready = false;
+    root.dataset.registered = "false";
+    ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/agent");
+    ws.onopen = () => send({ type: "hello", v: VERSION });
+    ws.onmessage = (e) => onMessage(JSON.parse(e.data));
+    ws.onclose = (e) => {
+      if (replaced || e.code === 4000 || e.code === 4001 || e.code === 1008) { say(L.offline); return; }
+      say(L.reconnecting);
+      setTimeout(connect, backoff);
+      backoff = Math.min(backoff * 2, 10000);
+    };
+  }
+
+  // ---------------------------------------------------------------- controls
+  function key(digit) {
+    if (current && current.summary.state === "answered") send({ type: "dtmf", call_id: current.summary.call_id, digits: digit });
+    else $("sp-number").value += digit;
+  }
+
+  $("sp-dial-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    context();
+    clearAlert();
+    const number = $("sp-number").value.trim();
+    if (!number || !ready) return;
+    // Ask for the microphone first, so a refusal is explained before anything rings.
+    microphone().then(() => { say(L.dialling); send({ type: "dial", number: number }); }, () => {});
+  });
+  for (const button of document.querySelectorAll(".sp-key")) button.addEventListener("click", () => key(button.dataset.key));
+  $("sp-answer").addEventListener("click", () => {
+    const call = ringing;
+    if (!call) return;
+    context();
+    showIncoming(null);
+    startMedia(call).then(() => send({ type: "answer", call_id: call.summary.call_id }),
+                          () => send({ type: "reject", call_id: call.summary.call_id }));
+    show(call);
+  });
+  $("sp-reject").addEventListener("click", () => { if (ringing) send({ type: "reject", call_id: ringing.summary.call_id }); });
+  $("sp-hangup").addEventListener("click", () => { if (current) send({ type: "hangup", call_id: current.summary.call_id }); });
+  $("sp-hold").addEventListener("click", () => {
+    if (current) send({ type: current.summary.held ? "unhold" : "hold", call_id: current.summary.call_id });
+  });
+  $("sp-mute").addEventListener("click", () => {
+    if (!current) return;
+    const muted = !current.summary.muted;
+    if (micStream) micStream.getAudioTracks().forEach((t) => { t.enabled = !muted; });
+    send({ type: "mute", call_id: current.summary.call_id, muted: muted });
+  });
+  $("sp-mic").addEventListener("change", () => {
+    if (micStream) micStream.getTracks().forEach((t) => t.stop());
+    micStream = null;
+    microphone().then((stream) => {
+      for (const call of calls.values()) {
+        if (!call.pc) continue;
+        for (const sender of call.pc.getSenders()) if (sender.track && sender.track.kind === "audio") sender.replaceTrack(stream.getAudioTracks()[0]);
+      }
+    }, () => {});
+  });
+  $("sp-speaker").addEventListener("change", () => {
+    const audio = $("sp-remote");
+    if (audio.setSinkId) audio.setSinkId($("sp-speaker").value).catch(() => {});
+  });
+
+  if (!window.RTCPeerConnection || !navigator.mediaDevices) { say(L.unsupported, true); return; }
+  listDevices();
+  requestAnimationFrame(meters);
+  connect();
+})();
