@@ -39,6 +39,7 @@ from acd.features import (
 )
 from acd.queue_calls import QueueRouter
 from acd.routing import OutboundRoute, select_route
+from acd.supervision import Supervision, parse_supervision
 from acd.transfer import BlindTransfer, Parties, on_refer
 from acd.webrtc_agents import SipRinging
 from mediacore.engine import Endpoint, MediaEngine, PcmPort
@@ -101,6 +102,8 @@ class CallManager:
         self.ivr: Callable[[Call, str], None] | None = None
         #: Puts an answered call into conference room NUMBER (`conference:NUMBER`); None: no rooms.
         self.conference: Callable[[Call, str], None] | None = None
+        #: Supervisors' listen/whisper/barge codes (*55/*56/*57 + agent); None: not offered.
+        self.supervision: Supervision | None = None
         self.queues = queues
         self.trunks = trunks
         self.routes = list(routes)
@@ -288,9 +291,12 @@ class Call(Dialing, Parties):
             self._refuse(404, "Not Found: unknown DID")
             return
         destination = Destination(Kind.HANGUP, status=404)
+        supervise = self.from_trunk is None and m.supervision is not None and parse_supervision(self.dialled)
         if self.from_trunk is None and ((m.queues is not None and m.queues.is_feature(self.dialled))
                                         or (m.features is not None and parse_feature_code(self.dialled))):
             self._feature = self.dialled
+        elif supervise:
+            log.info("call %s: %s dials supervision code %s", self.id, self.caller, self.dialled)
         else:
             resolution = m.dialplan.resolve(self.dialled, self.caller, datetime.now(UTC), m.default_route)
             destination = resolution.destination
@@ -330,6 +336,10 @@ class Call(Dialing, Parties):
         self._origins = {self.endpoint_a.id: [session_id, 1], self.endpoint_b.id: [session_b, 1]}
         if self._feature is not None:
             self._run_feature()
+            return
+        if supervise and m.supervision is not None:
+            self._answer_locally(f"supervise:{self.dialled}")
+            m.supervision.start(self, self.dialled)
             return
         self._go(destination)
 

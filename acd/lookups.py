@@ -8,7 +8,7 @@ Every method answers quickly from indexes (they run while a caller waits) and re
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -33,3 +33,10 @@ class CrmLookups(Protocol):
 
     async def voice_message(self, *, caller: str, ticket_type: str, recording: str, call_uuid: str) -> int:
         """A caller's recorded message becomes a ticket with the recording attached; its id."""
+
+    async def supervisor(self, extension: str) -> str | None:
+        """The user name of the supervisor whose desk phone this extension is (someone allowed
+        to listen in on agents' calls), else None."""
+
+    async def audit(self, username: str, action: str, details: dict[str, Any]) -> None:
+        """Write a supervisor's action on calls to the audit log."""

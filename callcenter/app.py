@@ -29,6 +29,7 @@ from acd.queue_calls import QueueDefinition, QueueRouter
 from acd.queue_log import QueueLogWriter
 from acd.schema import MIGRATIONS as ACD_MIGRATIONS
 from acd.sticky import StickyAgents
+from acd.supervision import Supervision
 from acd.webrtc_agents import SipRinging, WebRtcAgents
 from callcenter.bus import EventBus
 from callcenter.config import Config, ConfigError
@@ -267,6 +268,9 @@ class Application:
                                             data_dir=cfg.data_dir)
         self.engine.set_event_handler(media_dispatcher(self.ivr.on_media_event, self.conferences.on_media_event,
                                                        self.calls.on_media_event))
+        self.calls.supervision = Supervision(self.engine, self.calls,
+                                             CrmBridge(self.crm) if self.crm is not None else None)
+        self.bus.subscribe(CallEnded, lambda event: self.calls.supervision.ended(event.call_id))
         self.browser_agents = WebRtcAgents(self.engine, dialplan=self.calls.dialplan)
         self.calls.browser_agents = SipRinging(self.browser_agents)
         self.bus.subscribe(CallEnded, self.calls.browser_agents.on_event)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Any
 
 from acd.lookups import CallerInfo
+from crm import access, audit
 from crm.access import SYSTEM
 from crm.appointments import AppointmentQuery, AppointmentStatus
 from crm.errors import CrmError
@@ -76,6 +78,28 @@ class CrmBridge:
             description=f"IVR voice message, recording {recording}", member_id=record.member_id,
             channel="ivr", contact_phone=caller, call_id=record.id)
         return ticket.id
+
+    async def supervisor(self, extension: str) -> str | None:
+        async with self._crm.db.reading() as r:
+            row = await r.fetch_one("SELECT id, username FROM users WHERE extension = ? AND active = 1", (extension,))
+        if row is None:
+            return None
+        try:
+            actor = await self._crm.org.actor_for_user(row["id"])
+        except CrmError:
+            return None
+        # The supervisor and admin roles: those who may see reports and direct others' work.
+        return str(row["username"]) if actor.can(access.REPORT_READ) and actor.can(access.TICKET_ASSIGN) else None
+
+    async def audit(self, username: str, action: str, details: dict[str, Any]) -> None:
+        async with self._crm.db.reading() as r:
+            row = await r.fetch_one("SELECT id FROM users WHERE username = ?", (username,))
+        try:
+            actor = await self._crm.org.actor_for_user(row["id"]) if row is not None else SYSTEM
+            async with self._crm.db.transaction() as tx:
+                await audit.record(tx, self._crm.clock, actor, "call", None, action, after=details)
+        except Exception:
+            log.exception("could not audit %s by %s", action, username)
 
     async def _member(self, key: str) -> Member | None:
         card = await self._crm.members.lookup_by_caller_id(SYSTEM, key, recent=1)

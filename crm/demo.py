@@ -150,7 +150,7 @@ async def _organisation(crm: Crm, password: str, admin_password: str | None) -> 
     experts = await org.create_department(SYSTEM, "美容专家组", parent_id=hq.id, sort_order=4)
     agent_names = ["林晓", "陈佳怡", "张婷", "王雪", "刘颖"]
     specs: list[tuple[str, str, list[str], int, str | None, str | None]] = [
-        ("supervisor1", "周主管", ["supervisor"], center.id, None, None),
+        ("supervisor1", "周主管", ["supervisor"], center.id, None, "1010"),   # desk phone: listen/whisper codes
         *[(f"agent{i + 1}", agent_names[i], ["agent"], center.id, None, f"100{i + 1}") for i in range(AGENTS)],
         *[(f"tech{i + 1}", name, ["technician"], after_sales.id, _REGIONS[i], None)
           for i, name in enumerate(["赵师傅", "钱师傅", "孙师傅"])],
