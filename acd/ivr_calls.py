@@ -86,6 +86,11 @@ class IvrRunner:
         self._calls: dict[str, _Running] = {}
         self._by_endpoint: dict[int, _Running] = {}
 
+    @property
+    def flows(self) -> FlowStore:
+        """The flow store calls read: edits saved through it are live for the next call."""
+        return self._flows
+
     def __contains__(self, call_id: str) -> bool:
         return call_id in self._calls
 

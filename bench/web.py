@@ -62,12 +62,13 @@ def _wait_for_demo_data(server: ServerProcess, timeout: float = 300.0) -> None:
         time.sleep(0.2)
 
 
-def _sign_in(client: httpx.Client, password: str) -> None:
+def sign_in(client: httpx.Client, password: str, username: str = "admin") -> None:
+    """Sign in through the login form (CSRF token from the form) as the web UI user."""
     form = client.get("/login")
     token = re.search(r'name="csrf" value="([^"]+)"', form.text)
     if token is None:
         raise RuntimeError("no CSRF token on the sign-in page")
-    done = client.post("/login", data={"username": "admin", "password": password, "csrf": token.group(1)})
+    done = client.post("/login", data={"username": username, "password": password, "csrf": token.group(1)})
     if done.status_code != 303:
         raise RuntimeError(f"sign-in refused: {done.status_code}")
 
@@ -97,7 +98,7 @@ def run(members: int, iterations: int, data: Path | None) -> tuple[dict, dict]:
             timings: dict[str, list[float]] = {kind: [] for kind in pages}
             errors: dict[str, int] = {}
             with httpx.Client(base_url=server.http_url, timeout=30) as client:
-                _sign_in(client, password)
+                sign_in(client, password)
                 for path in pages.values():          # warm the caches once per page kind
                     client.get(path())
                 order = [kind for kind in pages for _ in range(iterations)]

@@ -282,6 +282,7 @@ class Application:
         services = WebServices(health=self.health, metrics=self.metrics,
                                sip_websocket=self.transports.serve_websocket if self.transports else None,
                                crm=self.crm, sessions=SessionStore(self.db), browser_agents=self.browser_agents,
+                               ivr_flows=self.ivr.flows if self.ivr is not None else None,
                                wallboard=(self.calls.queues.wallboard.snapshot
                                           if self.calls is not None and self.calls.queues is not None else None),
                                supervisor=self.calls.queues if self.calls is not None else None)

@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from acd.ivr_store import FlowStore
 from acd.webrtc_agents import WebRtcAgents
 from crm.service import Crm
 from webui.admin_pages import AdminPages
@@ -20,6 +21,7 @@ from webui.api.http import bearer_authenticator
 from webui.appointment_pages import AppointmentPages
 from webui.backup_pages import BackupPages
 from webui.dictionary_pages import DictionaryPages
+from webui.ivr_pages import IvrPages
 from webui.knowledge_pages import KnowledgePages
 from webui.message_pages import MessagePages
 from webui.notice_pages import NoticePages
@@ -52,6 +54,8 @@ class WebServices:
     supervisor: SupervisorControl | None = None
     #: Browser agents on WebRTC (the softphone's /ws/agent); None when not wired in.
     browser_agents: WebRtcAgents | None = None
+    #: The IVR flows calls run (the admin's flow editor); None when the IVR is not wired in.
+    ivr_flows: FlowStore | None = None
 
 
 def create_app(services: WebServices) -> Starlette:
@@ -86,6 +90,7 @@ def create_app(services: WebServices) -> Starlette:
                    + DictionaryPages(pages).routes() + MessagePages(pages).routes()
                    + SurveyPages(pages).routes() + BackupPages(pages).routes())
         routes += SoftphonePages(pages, services.browser_agents).routes()
+        routes += IvrPages(pages, services.ivr_flows).routes()
         # REST API and its OpenAPI document (/api/openapi.json): API tokens or the browser's session.
         authenticate = pages.api_authenticator(bearer_authenticator(services.crm))
         routes += SupervisorApi(services.crm, authenticate, services.supervisor).routes()  # before the /api mount
