@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from acd.prompt_catalogue import SOUNDS, sound_path
+from acd.prompt_catalogue import SOUNDS, prompt_audio
 from acd.say import say_number
 from mediacore.engine import Endpoint, MediaEngine
 from mediacore.errors import MediaError
@@ -150,7 +150,7 @@ class ConferenceRooms:
         except MediaError:
             pass                      # the leg is already gone: the engine dropped it
         for other in room.members.values():
-            self._tone(other, LEAVE_TONE)
+            self._play(other, LEAVE_TONE)
 
     def members(self, number: str) -> list[Member]:
         room = self._rooms.get(number)
@@ -215,7 +215,7 @@ class ConferenceRooms:
         member.muted = room.others_muted and not moderator
         self._engine.join_room(room.engine_id, member.endpoint, muted=member.muted)
         for other in room.members.values():
-            self._tone(other, JOIN_TONE)
+            self._play(other, JOIN_TONE)
         room.members[member.call_id] = member
         count = len(room.members)
         log.info("conference %s: %s joined%s (%d members)", member.room, member.caller,
@@ -228,18 +228,9 @@ class ConferenceRooms:
     # -- sound ----------------------------------------------------------------------------------
 
     def _say(self, member: Member, names: list[str]) -> None:
-        pieces = []
-        for name in names:
-            for root in self._sound_dirs:
-                path = sound_path(self._language, name, root)
-                if path.exists():
-                    pieces.append(self._engine.prompts.load(path))
-                    break
-        if pieces:
-            self._play(member, np.concatenate(pieces))
-
-    def _tone(self, member: Member, pcm: np.ndarray) -> None:
-        self._play(member, pcm)
+        pcm = prompt_audio(self._engine.prompts, names, self._language, self._sound_dirs)
+        if pcm is not None:
+            self._play(member, pcm)
 
     def _play(self, member: Member, pcm: np.ndarray) -> None:
         try:

@@ -34,8 +34,7 @@ from acd.ivr import (
 )
 from acd.ivr_store import FlowNotFound, FlowStore
 from acd.lookups import CrmLookups
-from acd.prompt_catalogue import SOUNDS, sound_path
-from acd.say import LANGUAGES
+from acd.prompt_catalogue import SOUNDS, prompt_audio
 from mediacore.engine import Endpoint, MediaEngine
 from mediacore.errors import MediaError
 from mediacore.events import DtmfDigit, MediaEvent, PromptDone
@@ -187,33 +186,17 @@ class IvrRunner:
             self._finish(run, "ivr_" + ("end" if action.reason == "flow ended" else "error"))
 
     def _play(self, run: _Running, action: Play) -> None:
-        pieces = [pcm for name in action.prompts if (pcm := self._prompt(name, action.language)) is not None]
-        if not pieces:
+        pcm = prompt_audio(self._engine.prompts, action.prompts, action.language, self._sound_dirs)
+        if pcm is None:
             # Nothing to play (all missing): behave as if it had played, on the next loop turn.
             asyncio.get_running_loop().call_soon(self._prompt_finished_empty, run)
             return
-        pcm = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
         run.playing = pcm
         run.play_id = self._engine.play(run.endpoint, pcm)
 
     def _prompt_finished_empty(self, run: _Running) -> None:
         if run.call_id in self._calls:
             self._do(run, run.session.prompt_done())
-
-    def _prompt(self, name: str, language: str) -> np.ndarray | None:
-        for lang in (language, *[other for other in LANGUAGES if other != language]):
-            for root in self._sound_dirs:
-                try:
-                    path = sound_path(lang, name, root)
-                except ValueError:
-                    return None
-                if path.exists():
-                    try:
-                        return self._engine.prompts.load(path)
-                    except MediaError as exc:
-                        log.warning("prompt %s: %s", path, exc)
-        log.warning("IVR prompt %r has no sound file in any language", name)
-        return None
 
     def _timeout(self, run: _Running, token: int) -> None:
         run.timer = None

@@ -11,14 +11,20 @@ real recording by uploading a file under the same name.
 from __future__ import annotations
 
 import argparse
+import logging
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
 from acd.say import LANGUAGES, prompt_names_for_numbers
+from mediacore.errors import MediaError
+from mediacore.prompts import PromptCache
+
+log = logging.getLogger(__name__)
 
 SOUNDS = Path(__file__).resolve().parent / "sounds"
 RATE = 8000
@@ -119,6 +125,38 @@ def sound_path(language: str, name: str, root: Path = SOUNDS) -> Path:
     if not name or any(p in ("", ".", "..") or not all(ch.isalnum() or ch in "-_" for ch in p) for p in parts):
         raise ValueError(f"invalid prompt name {name!r}")
     return root / language / f"{name}.wav"
+
+
+def find_sound(name: str, language: str, roots: tuple[Path, ...]) -> Path | None:
+    """The file of prompt `name`: from the first of `roots` that has it in `language`, else in
+    another language (the other language beats a silent gap). ValueError for a bad name."""
+    for lang in (language, *[other for other in LANGUAGES if other != language]):
+        for root in roots:
+            path = sound_path(lang, name, root)
+            if path.exists():
+                return path
+    return None
+
+
+def prompt_audio(cache: PromptCache, names: Iterable[str], language: str, roots: tuple[Path, ...]) -> np.ndarray | None:
+    """The prompts' audio played back to back as one buffer (so read-outs flow without gaps);
+    prompts without a usable file are left out and logged. None if nothing is left."""
+    pieces = []
+    for name in names:
+        try:
+            path = find_sound(name, language, roots)
+        except ValueError:
+            path = None
+        if path is None:
+            log.warning("prompt %r has no sound file in any language", name)
+            continue
+        try:
+            pieces.append(cache.load(path))
+        except MediaError as exc:
+            log.warning("prompt %s: %s", path, exc)
+    if not pieces:
+        return None
+    return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
 
 
 def generate(root: Path = SOUNDS, only_missing: bool = False) -> int:

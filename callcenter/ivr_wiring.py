@@ -71,11 +71,6 @@ async def wire_ivr(*, db: aiosqlite.Connection, engine: MediaEngine, calls: Call
                         call_id, transfer.kind.value, transfer.target)
             call.hangup("ivr_no_voicemail", side="system")
 
-    def hangup(call_id: str, cause: str) -> None:
-        call = calls.calls.get(call_id)
-        if call is not None:
-            call.hangup(cause, side="system")
-
     def is_open(name: str) -> bool:
         try:
             return calls.dialplan.is_open(name, datetime.now(UTC))
@@ -83,7 +78,7 @@ async def wire_ivr(*, db: aiosqlite.Connection, engine: MediaEngine, calls: Call
             log.warning("IVR asks about time condition %r, which is not configured: taken as open", name)
             return True
 
-    runner = IvrRunner(engine, flows, lookups, route=route, hangup=hangup, is_open=is_open,
+    runner = IvrRunner(engine, flows, lookups, route=route, hangup=_hangup_in(calls), is_open=is_open,
                        recordings=data_dir / "recordings", sound_dirs=(data_dir / "sounds", SOUNDS))
 
     def start(call: Call, flow: str) -> None:
@@ -98,12 +93,7 @@ async def wire_ivr(*, db: aiosqlite.Connection, engine: MediaEngine, calls: Call
 def wire_conferences(*, engine: MediaEngine, calls: CallManager, bus: EventBus, rooms: list[RoomConfig],
                      data_dir: Path) -> ConferenceRooms:
     """Conference rooms reachable through `conference:NUMBER` destinations."""
-    def hangup(call_id: str, cause: str) -> None:
-        call = calls.calls.get(call_id)
-        if call is not None:
-            call.hangup(cause, side="system")
-
-    conferences = ConferenceRooms(engine, rooms, hangup=hangup, sound_dirs=(data_dir / "sounds", SOUNDS))
+    conferences = ConferenceRooms(engine, rooms, hangup=_hangup_in(calls), sound_dirs=(data_dir / "sounds", SOUNDS))
     calls.conference = lambda call, number: conferences.start(call.id, call.endpoint_a, call.caller, number)
     bus.subscribe(CallEnded, lambda event: conferences.ended(event.call_id))
     return conferences
@@ -117,6 +107,16 @@ def media_dispatcher(*consumers: Callable[[MediaEvent], bool | None]) -> Callabl
                 return
 
     return on_media_event
+
+
+def _hangup_in(calls: CallManager) -> Callable[[str, str], None]:
+    """End a call by id from inside (an IVR or a room decided so), if it is still up."""
+    def hangup(call_id: str, cause: str) -> None:
+        call = calls.calls.get(call_id)
+        if call is not None:
+            call.hangup(cause, side="system")
+
+    return hangup
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:
