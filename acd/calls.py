@@ -477,7 +477,8 @@ class Call(Dialing, Parties):
             self._connect(leg, event.sdp)
         elif isinstance(event, Ended):
             if leg is self.answered_leg:
-                self._finish(event.cause, "callee" if event.by_remote else "system", event.status)
+                self._finish(event.cause, "callee" if event.by_remote else "system", event.status,
+                             cause_text="session_timer" if event.reason == SESSION_EXPIRED else None)
                 return
             if leg in self.outbound:
                 self.outbound.remove(leg)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from sipstack import session_timer
 from sipstack.addressing import Address
 from sipstack.dialog import Dialog, DialogError, DialogState
 from sipstack.errors import SipParseError
@@ -29,6 +30,15 @@ from sipstack.message import (
     generate_call_id,
     generate_tag,
     make_response,
+)
+from sipstack.session_timer import (
+    DEFAULT_SESSION_EXPIRES,
+    SESSION_EXPIRED,
+    SessionIntervalTooSmall,
+    SessionTimer,
+    SessionTimerLeg,
+    min_se_of,
+    offer_headers,
 )
 from sipstack.transaction import T1, T2, ClientTransaction
 from sipstack.transaction_layer import (
@@ -136,71 +146,12 @@ Listener = Callable[["Leg", LegEvent], None]
 
 # RFC 3261 §13.3.1.4: a 2xx is retransmitted until ACKed, for at most 64*T1.
 ACK_WAIT = 64 * T1
-#: RFC 4028 §4: no session interval may be shorter than 90 s; the shortest we accept (Min-SE).
-MIN_SE = 90
-#: The session interval we set when the caller supports timers but asked for none (§9; the
-#: RFC's recommended default).
-DEFAULT_SESSION_EXPIRES = 1800
-#: Reason of the Ended event when the caller stopped refreshing the session (§10).
-SESSION_EXPIRED = "session timer expired"
 #: Seconds the implicit subscription of a REFER lasts (RFC 3515 §2.4.4 leaves it to the
 #: notifier; it ends sooner with the final NOTIFY). Long enough for a transfer target to ring.
 REFER_EXPIRES = 120
 
 
-@dataclass(frozen=True)
-class SessionTimer:
-    """RFC 4028: how long the session lasts without a refresh, and who refreshes it."""
-
-    interval: int
-    refresher: str   # "uac" or "uas", as the INVITE's sender and receiver
-
-    @classmethod
-    def negotiate(cls, request: Request) -> SessionTimer | None:
-        """The UAS's choice for an INVITE (§9), or None for no session timer. Raises
-        `SessionIntervalTooSmall` when the caller supports timers but asked for an interval
-        below `MIN_SE` (it must retry with a longer one, §9)."""
-        supported = option_tags(request, "Supported")
-        value = request.headers.get("Session-Expires")
-        if value is None:
-            # Nobody asked: a caller that refreshes gets the default, one that cannot, none
-            # (we would have to refresh it, and media timeouts already end dead calls).
-            return cls(DEFAULT_SESSION_EXPIRES, "uac") if "timer" in supported else None
-        delta, _, params = value.partition(";")
-        if not delta.strip().isdigit():
-            raise SipParseError("Bad Request: Session-Expires must be delta-seconds")
-        interval = int(delta)
-        refresher = ""
-        for param in params.split(";"):
-            name, _, val = param.partition("=")
-            if name.strip().lower() == "refresher":
-                refresher = val.strip().lower()
-        if interval < MIN_SE:
-            if "timer" in supported:
-                raise SessionIntervalTooSmall()
-            interval = MIN_SE  # §9 (erratum 1687): the caller cannot retry; raise it ourselves
-        if "timer" not in supported:
-            return None  # only the caller could refresh, and it does not know how
-        if refresher == "uas":
-            # The caller wants us to refresh (§9: its choice stands). We refresh with UPDATE
-            # (RFC 3311), which it must allow; otherwise no session timer (§7.2: a 2xx without
-            # Session-Expires means none).
-            return cls(interval, "uas") if "update" in option_tags(request, "Allow") else None
-        return cls(interval, "uac")
-
-    def header(self) -> str:
-        return f"{self.interval};refresher={self.refresher}"
-
-
-class SessionIntervalTooSmall(Exception):
-    """RFC 4028 §9: answer 422 with Min-SE."""
-
-
-def option_tags(message: Request | Response, name: str) -> set[str]:
-    return {tag.strip().lower() for value in message.headers.get_all(name) for tag in value.split(",")}
-
-
-class Leg:
+class Leg(SessionTimerLeg):
     """What both directions share: the dialog, the listener, ending, in-dialog requests."""
 
     def __init__(self, layer: SessionLayer) -> None:
@@ -238,10 +189,6 @@ class Leg:
             response.headers.add("Content-Type", "application/sdp")
         self.server.respond(event, response)
 
-    def _refreshed(self, request: Request) -> list[tuple[str, str]]:
-        """A re-INVITE or UPDATE refreshes the session (RFC 4028 §10); its 2xx says so."""
-        return []
-
     def reject_offer(self, status: int = 488) -> None:
         event, self._pending_offer = self._pending_offer, None
         if event is not None:
@@ -257,11 +204,24 @@ class Leg:
     def _end(self, cause: EndCause, status: int = 0, reason: str = "", *, by_remote: bool = True) -> None:
         if self.state is LegState.ENDED:
             return
+        self._cancel_expiry()
         self.state = LegState.ENDED
         if self.dialog is not None:
             self.dialog.state = DialogState.TERMINATED
         self.layer.forget(self)
         self._emit(Ended(cause, status, reason, by_remote))
+
+    # ------------------------------------------------------------- for the session timer
+
+    def _answered(self) -> bool:
+        return self.state is LegState.ANSWERED
+
+    def _expire(self) -> None:
+        self._end(EndCause.FAILED, 408, SESSION_EXPIRED, by_remote=False)
+
+    def _in_dialog_headers(self) -> tuple[str, str]:
+        assert self.remote is not None
+        return self.layer.via(self.remote), self.layer.contact(self.remote)
 
     def _send_bye(self) -> None:
         if self.dialog is None or self.remote is None:
@@ -390,6 +350,8 @@ class Leg:
 class InboundLeg(Leg):
     """The UAS side of an INVITE we received (the caller's leg of a call)."""
 
+    _we_refresh = "uas"
+
     def __init__(self, layer: SessionLayer, event: RequestReceived) -> None:
         super().__init__(layer)
         self.invite = event
@@ -404,7 +366,6 @@ class InboundLeg(Leg):
             self.session_timer = SessionTimer.negotiate(event.request)
         except (SipParseError, SessionIntervalTooSmall):
             self.session_timer = None
-        self._expiry: asyncio.TimerHandle | None = None
         layer.adopt_invite(self)  # so a CANCEL finds this leg
 
     @property
@@ -514,81 +475,20 @@ class InboundLeg(Leg):
 
     def _end(self, cause: EndCause, status: int = 0, reason: str = "", *, by_remote: bool = True) -> None:
         self._stop_retransmit()
-        if self._expiry is not None:
-            self._expiry.cancel()
-            self._expiry = None
         super()._end(cause, status, reason, by_remote=by_remote)
-
-    # ------------------------------------------------------------- session timer (RFC 4028)
-
-    def _arm_expiry(self) -> None:
-        """When the caller refreshes: without a refresh the session ends a little before the
-        interval is over, min(32 s, interval/3) before (§10). When we do: refresh at half the
-        interval (§10)."""
-        if self.session_timer is None or self.state is not LegState.ANSWERED:
-            return
-        if self._expiry is not None:
-            self._expiry.cancel()
-        interval = self.session_timer.interval
-        loop = asyncio.get_running_loop()
-        if self.session_timer.refresher == "uas":
-            self._expiry = loop.call_later(interval / 2, self._refresh)
-        else:
-            self._expiry = loop.call_later(interval - min(32, interval / 3), self._expired)
-
-    def _refresh(self) -> None:
-        """Our session refresh: an UPDATE without SDP (RFC 4028 §7.4, RFC 3311)."""
-        self._expiry = None
-        if self.state is not LegState.ANSWERED or self.dialog is None or self.remote is None \
-                or self.session_timer is None:
-            return
-        interval = self.session_timer.interval
-        update = self.dialog.create_request(
-            "UPDATE", via=self.layer.via(self.remote), contact=self.layer.contact(self.remote),
-            extra=[("Session-Expires", self.session_timer.header()), ("Supported", "timer")])
-        # Should the refresh fail without ending the dialog, the session still ends when its
-        # interval is over.
-        self._expiry = asyncio.get_running_loop().call_later(max(0.0, interval / 2 - min(32, interval / 3)),
-                                                             self._expired)
-
-        def answered(event: ResponseReceived | TransactionTimeout) -> None:
-            if isinstance(event, TransactionTimeout) or event.response.status in (408, 481):
-                self._expired()   # §10: a refresh timing out or 408/481 ends the session
-            elif 200 <= event.response.status < 300:
-                self.on_response(event)
-                self._arm_expiry()
-
-        self.server.send_request(update, self.remote, on_response=answered)
-
-    def _expired(self) -> None:
-        if self._expiry is not None:
-            self._expiry.cancel()
-        self._expiry = None
-        if self.state is LegState.ANSWERED:
-            log.info("session of %s not refreshed in %d s: ending it", self.request.call_id,
-                     self.session_timer.interval if self.session_timer else 0)
-            self._send_bye()
-            self._end(EndCause.FAILED, 408, SESSION_EXPIRED, by_remote=False)
-
-    def _refreshed(self, request: Request) -> list[tuple[str, str]]:
-        if self.session_timer is None:
-            return []
-        value = request.headers.get("Session-Expires")
-        if value is not None:
-            # §10: the refresh may renegotiate the interval, never below our minimum.
-            delta = value.partition(";")[0].strip()
-            if delta.isdigit() and int(delta) >= MIN_SE:
-                self.session_timer = SessionTimer(int(delta), self.session_timer.refresher)
-        self._arm_expiry()
-        return [("Session-Expires", self.session_timer.header()), ("Require", "timer")]
 
 
 class OutboundLeg(Leg):
-    """The UAC side of an INVITE we send (towards the callee)."""
+    """The UAC side of an INVITE we send (towards the callee). It offers a session timer
+    (RFC 4028) of `session_expires` seconds, None for none: a callee or provider that vanishes
+    without a BYE then ends the leg within that time even if media keeps arriving from elsewhere."""
+
+    _we_refresh = "uac"
 
     def __init__(self, layer: SessionLayer, *, target: Address, request_uri: Uri, from_addr: NameAddr,
                  to_addr: NameAddr, sdp: bytes, extra_headers: list[tuple[str, str]] | None = None,
-                 auth: DigestClient | None = None) -> None:
+                 auth: DigestClient | None = None,
+                 session_expires: int | None = DEFAULT_SESSION_EXPIRES) -> None:
         super().__init__(layer)
         self.remote = target
         #: Answers the far end's 401/407 (a provider authenticating our calls on its trunk).
@@ -605,21 +505,23 @@ class OutboundLeg(Leg):
         headers.add("CSeq", "1 INVITE")
         headers.add("Contact", layer.contact(target))
         headers.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY")
-        for name, value in extra_headers or []:
+        for name, value in [*(offer_headers(session_expires) if session_expires else []), *(extra_headers or [])]:
             headers.add(name, value)
         if sdp:
             headers.add("Content-Type", "application/sdp")
         self.request = Request("INVITE", request_uri, headers, sdp)
         self.transaction: ClientTransaction | None = None
         self._cancelled = False
+        self._retried_interval = False
 
     def start(self) -> None:
         self.transaction = self.server.send_request(self.request, self.remote,  # type: ignore[arg-type]
                                                     on_response=self.on_response)
 
-    def _resend_with_credentials(self, credentials: list[tuple[str, str]]) -> None:
-        """RFC 3261 §22.2: the INVITE again with credentials — same Call-ID, From tag and To,
-        CSeq one higher (§8.1.3.5), a new branch since it is a new transaction."""
+    def _resend(self, replace: dict[str, str], add: list[tuple[str, str]]) -> None:
+        """The INVITE again after a 401/407 (RFC 3261 §22.2) or a 422 (RFC 4028 §7.4): same
+        Call-ID, From tag and To, CSeq one higher (§8.1.3.5), a new branch since it is a new
+        transaction; headers named in `replace` get the new value (an empty one drops them)."""
         old = self.request
         headers = Headers()
         for name, value in old.headers:
@@ -627,10 +529,12 @@ class OutboundLeg(Leg):
                 value = self.layer.via(self.remote)  # type: ignore[arg-type]
             elif name == "CSeq":
                 value = f"{old.cseq.number + 1} INVITE"
-            elif name in ("Authorization", "Proxy-Authorization"):
-                continue
+            elif name in replace:
+                value = replace[name]
+                if not value:
+                    continue
             headers.add(name, value)
-        for name, value in credentials:
+        for name, value in add:
             headers.add(name, value)
         self.request = Request("INVITE", old.uri, headers, old.body)
         self.start()
@@ -693,7 +597,14 @@ class OutboundLeg(Leg):
             # challenge: a second one to our credentials (not stale) means they are wrong.
             credentials = self.auth.answer(response, "INVITE", str(self.request.uri))
             if credentials is not None:
-                self._resend_with_credentials(credentials)
+                self._resend({"Authorization": "", "Proxy-Authorization": ""}, credentials)
+                return
+        if status == 422 and not self._retried_interval and not self._cancelled and self.dialog is None:
+            # RFC 4028 §7.4: our interval is below the callee's minimum: once more with its Min-SE.
+            min_se = min_se_of(response)
+            if min_se is not None and self.request.headers.get("Session-Expires") is not None:
+                self._retried_interval = True
+                self._resend({"Session-Expires": str(min_se), "Min-SE": str(min_se)}, [])
                 return
         if status in (486, 600):
             cause = EndCause.BUSY
@@ -725,6 +636,8 @@ class OutboundLeg(Leg):
                 return
             self.state = LegState.ANSWERED
             self.remote_sdp = response.body or self.remote_sdp
+            self.session_timer = SessionTimer.from_answer(response)
+            self._arm_expiry()
             self._emit(Answered(self.remote_sdp))
 
     def _ack(self, dialog: Dialog) -> None:
@@ -819,7 +732,7 @@ class SessionLayer:
             except SessionIntervalTooSmall:
                 # RFC 4028 §9: 422 with our minimum; the caller retries with at least that.
                 server.respond(event, make_response(request, 422, to_tag=generate_tag(),
-                                                    headers=[("Min-SE", str(MIN_SE))]))
+                                                    headers=[("Min-SE", str(session_timer.MIN_SE))]))
                 return
             except SipParseError as exc:
                 server.respond(event, make_response(request, exc.status, exc.reason, to_tag=generate_tag()))

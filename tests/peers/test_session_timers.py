@@ -10,13 +10,13 @@ import socket
 
 import pytest
 
-from sipstack import session
+from sipstack import session, session_timer
 from sipstack.addressing import Transport
 from sipstack.message import Request, Response, parse_message
 from sipstack.registrar import RegistrarPolicy
 from sipstack.security import SecurityPolicy
 from sipstack.server import ServerSettings, SipServer
-from sipstack.session import MIN_SE, SessionIntervalTooSmall, SessionTimer
+from sipstack.session_timer import MIN_SE, SessionIntervalTooSmall, SessionTimer
 from sipstack.transaction_layer import RequestReceived
 from sipstack.transport.manager import TransportManager
 from tests.peers.test_dialplan import Site, site_fixture
@@ -121,7 +121,7 @@ class Uas:
 
 
 async def test_a_session_the_caller_stops_refreshing_is_ended_with_bye(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(session, "MIN_SE", 3)
+    monkeypatch.setattr(session_timer, "MIN_SE", 3)
     async with Uas() as uas:
         ok = await uas.call("Supported: timer", "Session-Expires: 3;refresher=uac")
         assert ok.headers.get("Session-Expires") == "3;refresher=uac" and ok.headers.get("Require") == "timer"
@@ -133,7 +133,7 @@ async def test_a_session_the_caller_stops_refreshing_is_ended_with_bye(monkeypat
 
 
 async def test_asked_to_refresh_the_server_sends_update_at_half_the_interval(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(session, "MIN_SE", 3)
+    monkeypatch.setattr(session_timer, "MIN_SE", 3)
     async with Uas() as uas:
         ok = await uas.call("Supported: timer", "Allow: INVITE, ACK, BYE, UPDATE", "Session-Expires: 4;refresher=uas")
         assert ok.headers.get("Session-Expires") == "4;refresher=uas"
