@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from acd.call_recording import CallRecorder
 from acd.cdr import CdrRecord, CdrWriter, Disposition
 from acd.dialing import Dialing
 from acd.dialplan import Destination, Dialplan, Kind
 from acd.directory import ExtensionDirectory
-from acd.events import CallAnswered, CallEnded, CallStarted
+from acd.events import CallAnswered, CallEnded, CallStarted, CdrWritten
 from acd.features import (
     ExtensionFeatures,
     FeatureError,
@@ -41,6 +42,7 @@ from acd.queue_calls import QueueRouter
 from acd.routing import OutboundRoute, select_route
 from acd.supervision import Supervision, parse_supervision
 from acd.transfer import BlindTransfer, Parties, on_refer
+from acd.voicemail_calls import VoicemailCalls
 from acd.webrtc_agents import SipRinging
 from mediacore.engine import Endpoint, MediaEngine, PcmPort
 from mediacore.errors import MediaError
@@ -102,8 +104,12 @@ class CallManager:
         self.ivr: Callable[[Call, str], None] | None = None
         #: Puts an answered call into conference room NUMBER (`conference:NUMBER`); None: no rooms.
         self.conference: Callable[[Call, str], None] | None = None
+        #: Mailboxes: `voicemail:`/`voicemailmain` destinations and extensions' fallback; None: none.
+        self.voicemail: VoicemailCalls | None = None
         #: Supervisors' listen/whisper/barge codes (*55/*56/*57 + agent); None: not offered.
         self.supervision: Supervision | None = None
+        #: Records bridged calls by the recording rules (acd.call_recording); None: no recording.
+        self.recording: CallRecorder | None = None
         self.queues = queues
         self.trunks = trunks
         self.routes = list(routes)
@@ -153,7 +159,7 @@ class CallManager:
     def save_features(self, features: ExtensionFeatures) -> None:
         """Apply an extension's new settings now and write them to the database behind."""
         assert self.features is not None
-        self._spawn(self.features.save(features), f"the features of {features.extension}")
+        self.spawn(self.features.save(features), f"the features of {features.extension}")
 
     def trunks_for(self, route: OutboundRoute) -> list[Trunk]:
         """The route's trunks that are up now, in its failover order."""
@@ -190,15 +196,18 @@ class CallManager:
             self._by_endpoint.pop(endpoint.id, None)
 
     def write_cdr(self, record: CdrRecord) -> None:
-        self._spawn(self.cdr.write(record), f"the CDR of call {record.call_id}")
+        self.spawn(self.cdr.write(record), f"the CDR of call {record.call_id}")
+        self.publish(CdrWritten(record))
 
-    def _spawn(self, write: Coroutine[Any, Any, None], what: str) -> None:
+    def spawn(self, write: Coroutine[Any, Any, object], what: str) -> None:
+        """Run a database write of the call layer in the background: a failure is logged,
+        and `drain` waits for it at shutdown."""
         task = asyncio.get_running_loop().create_task(self._write(write, what))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
     @staticmethod
-    async def _write(write: Coroutine[Any, Any, None], what: str) -> None:
+    async def _write(write: Coroutine[Any, Any, object], what: str) -> None:
         try:
             await write
         except Exception:
@@ -272,6 +281,8 @@ class Call(Dialing, Parties):
         self._parties: dict[str, str] = {}
         #: CDR segment: a completed transfer closes one and opens the next (acd.cdr).
         self.segment = 1
+        #: The call's recording (its path under the recordings directory), "" if not recorded.
+        self.recording_ref = ""
 
     # ------------------------------------------------------------- set-up
 
@@ -390,6 +401,11 @@ class Call(Dialing, Parties):
                 self.agent_legs[leg] = agent
         return True
 
+    def answer_in_queue(self) -> None:
+        """Answer a caller waiting in a queue, so its music and announcements play in band."""
+        if self.answered_at is None and not self._ended:
+            self._answer_locally(f"queue:{self.dialled}")
+
     def stop_ringing(self, agent: str) -> None:
         for leg, who in list(self.agent_legs.items()):
             if who == agent and leg is not self.answered_leg:
@@ -409,7 +425,14 @@ class Call(Dialing, Parties):
             self.queue_id = next_queue
             m.queues.enqueue(self, next_queue, time.time())
             return
+        if destination == "callback" and m.queues is not None:
+            m.queues.callback_booked(self)  # booked in the ACD already: confirmed, then hung up
+            self.queue_id = None
+            return
         self.queue_id = None
+        if destination.startswith(f"{Kind.VOICEMAIL.value}:"):
+            self.route(destination)
+            return
         self._refuse(480, "Temporarily Unavailable: no agent free", cause=EndCause.NO_ANSWER)
 
     def _dial_trunk(self) -> None:
@@ -560,6 +583,8 @@ class Call(Dialing, Parties):
         if answered_here:
             m.engine.stop_playback(self.endpoint_a)    # the hold music or ringback it heard
         m.engine.connect(self.endpoint_a, self.endpoint_b)
+        if m.recording is not None:
+            m.recording.bridged(self)
         if answered_here:
             m.engine.set_rtp_timeout(self.endpoint_b, m.policy.rtp_timeout)
             return
@@ -582,6 +607,8 @@ class Call(Dialing, Parties):
         self._answered_ext = extension
         m.engine.set_rtp_timeout(self.endpoint_b, None)  # nothing arrives on the unused callee endpoint
         m.engine.connect(self.endpoint_a, port)
+        if m.recording is not None:
+            m.recording.bridged(self, port)
         self.answered_at = time.time()
         self.inbound.answer(self.answer_a.to_bytes())
         m.publish(CallAnswered(self.id, extension, self.answered_at))
@@ -642,6 +669,8 @@ class Call(Dialing, Parties):
             if leg not in self._detached:
                 leg.listener = None
                 leg.hangup()
+        if m.recording is not None:
+            m.recording.ended(self)   # before the legs go: the file ends with the call
         loss = None
         for endpoint in self.endpoints:
             try:
@@ -687,6 +716,7 @@ class Call(Dialing, Parties):
             caller_name=caller_ext.display_name if caller_ext else (
                 self.caller_name if self.from_trunk is not None and caller == self.caller else ""),
             codec=self.codec_a.codec.name if self.codec_a else "", rtp_loss_pct=loss,
+            recording_ref=self.recording_ref,
         )
 
 

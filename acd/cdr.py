@@ -72,6 +72,8 @@ class CdrRecord:
     answered_by: str = ""
     answered_at: float | None = None
     sip_status: int = 0
+    #: The call's recording under the recordings directory (acd.recording_index), "" if none;
+    #: every segment of a transferred call names the same file.
     recording_ref: str = ""
     codec: str = ""
     rtp_loss_pct: float | None = None

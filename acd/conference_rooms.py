@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from acd.call_recording import CallRecorder
 from acd.prompt_catalogue import SOUNDS, prompt_audio
 from acd.say import say_number
 from mediacore.engine import Endpoint, MediaEngine
@@ -44,11 +45,13 @@ class RoomConfig:
     #: Digits that make a caller the room's moderator; "" for no moderator.
     moderator_pin: str = ""
     max_members: int = ROOM_LIMIT
+    #: Record the room's mix while it is open (issue #8's room recording).
+    record: bool = False
 
     @classmethod
     def from_table(cls, table: dict[str, Any]) -> RoomConfig:
-        """One `[[conferences]]` table: number, name, pin, moderator_pin, max_members."""
-        unknown = set(table) - {"number", "name", "pin", "moderator_pin", "max_members"}
+        """One `[[conferences]]` table: number, name, pin, moderator_pin, max_members, record."""
+        unknown = set(table) - {"number", "name", "pin", "moderator_pin", "max_members", "record"}
         if unknown:
             raise RoomConfigError(f"conference: unknown keys {sorted(unknown)}")
         number = str(table.get("number", ""))
@@ -63,7 +66,10 @@ class RoomConfig:
         limit = table.get("max_members", ROOM_LIMIT)
         if not isinstance(limit, int) or not 2 <= limit <= ROOM_LIMIT:
             raise RoomConfigError(f"conference {number}: max_members is 2-{ROOM_LIMIT}")
-        return cls(number, str(table.get("name", "")), pins[0], pins[1], limit)
+        record = table.get("record", False)
+        if not isinstance(record, bool):
+            raise RoomConfigError(f"conference {number}: record is true or false")
+        return cls(number, str(table.get("name", "")), pins[0], pins[1], limit, record)
 
 
 class Stage(Enum):
@@ -102,6 +108,8 @@ class ConferenceRooms:
         self._members: dict[str, Member] = {}
         self._by_endpoint: dict[int, Member] = {}
         self._rooms: dict[str, _Room] = {}
+        #: Records the rooms configured with `record = true`; None: no room is recorded.
+        self.recording: CallRecorder | None = None
 
     def has_room(self, number: str) -> bool:
         return number in self._config
@@ -141,6 +149,8 @@ class ConferenceRooms:
             return
         del room.members[call_id]
         if not room.members:
+            if self.recording is not None:
+                self.recording.room_closing(member.room)
             self._engine.close_room(room.engine_id)
             del self._rooms[member.room]
             log.info("conference %s closed", member.room)
@@ -210,6 +220,8 @@ class ConferenceRooms:
         if room is None:
             room = self._rooms[member.room] = _Room(self._engine.create_room())
             log.info("conference %s opened", member.room)
+            if config.record and self.recording is not None:
+                self.recording.room_opened(member.room, room.engine_id)
         member.stage = Stage.IN_ROOM
         member.moderator = moderator
         member.muted = room.others_muted and not moderator

@@ -1,6 +1,6 @@
 """Where a call goes once the dialplan has decided: ringing an extension (with its DND and
 forwards), a ring group (ringall or hunt, then its fallback), an outbound route, a queue, or
-answering here (echo test, IVR).
+answering here (echo test, IVR, voicemail).
 
 Ringing happens in steps: each step rings some phones for a while; when every phone of the
 step refused or the time is up, the step's `on_failed` decides what follows (a forward, the
@@ -74,6 +74,7 @@ class Dialing:
         def _ring(self, bindings: list, from_addr: NameAddr, to_addr: NameAddr) -> None: ...
         def _dial_trunk(self) -> None: ...
         def _arm_max_duration(self) -> None: ...
+        def hangup(self, reason: str, *, side: str) -> None: ...
 
     def _go(self, destination: Destination, *, forwarded: bool = False) -> None:
         """Act on a dialplan destination (the first one, a forward, a group's fallback)."""
@@ -116,6 +117,30 @@ class Dialing:
                 return
             self._answer_locally(f"conference:{target}")
             m.conference(self, target)
+        elif kind in (Kind.VOICEMAIL, Kind.VOICEMAIL_MAIN):
+            self._voicemail(kind, target)
+
+    def _voicemail(self, kind: Kind, mailbox: str) -> None:
+        """Leave a message in `mailbox`, or listen to it ("" : the caller keys which). The CDR
+        shows it: answered by "voicemail:MAILBOX" (or "voicemailmain:...")."""
+        vm = self.manager.voicemail
+        if vm is None or (mailbox and not vm.has_mailbox(mailbox)):
+            log.warning("call %s: no mailbox %r", self.id, mailbox)
+            if self.answered_at is None:
+                self._refuse(404, "Not Found: no such mailbox")
+            else:   # answered by an IVR: nothing left to refuse, so end it
+                self.hangup("no_such_mailbox", side="system")
+            return
+        what = f"{kind.value}:{mailbox}" if mailbox else kind.value
+        if self.answered_at is None:
+            self._answer_locally(what)
+        else:   # answered already (an IVR, a queue's announcements): only the media changes
+            self.manager.engine.stop_playback(self.endpoint_a)
+            self._answered_ext = what
+        if kind is Kind.VOICEMAIL:
+            vm.leave(self, mailbox)  # type: ignore[arg-type]
+        else:
+            vm.listen(self, mailbox)  # type: ignore[arg-type]
 
     def route(self, target: str) -> None:
         """Send the call on to `target` — a number, or a destination such as "queue:8001" —
@@ -164,22 +189,33 @@ class Dialing:
         features = m.features.get(number) if m.features is not None else ExtensionFeatures(number)
         if features.forward_always and self._forward(features, ForwardReason.ALWAYS):
             return
+        # A forward for the same reason comes first; the mailbox takes what no forward does.
+        voicemail = m.voicemail is not None and m.voicemail.has_fallback(number)
         if features.dnd:
-            if not self._forward(features, ForwardReason.BUSY):
+            if not self._forward(features, ForwardReason.BUSY) and not self._to_voicemail(number, voicemail):
                 self._refuse(486, "Busy Here: do not disturb", cause=EndCause.BUSY)
             return
 
         def failed(status: int, cause: EndCause) -> None:
             reason = ForwardReason.BUSY if cause is EndCause.BUSY else ForwardReason.NOANSWER
-            if not self._forward(features, reason):
+            if not self._forward(features, reason) and not self._to_voicemail(number, voicemail):
                 self._refuse(status, None, cause=cause)
 
-        # The forward takes over after its own delay, never later than the site's ring timeout.
+        # The forward (or the mailbox) takes over after its own delay, never later than the
+        # site's ring timeout.
         timeout = m.policy.ring_timeout
-        if features.forward_noanswer:
+        if features.forward_noanswer or voicemail:
             timeout = min(timeout, features.noanswer_timeout)
         if not self._ring_step([number], timeout, failed):
             failed(480, EndCause.REJECTED)  # no phone registered: unavailable (forwarded like no answer)
+
+    def _to_voicemail(self, number: str, fallback: bool) -> bool:
+        """Send a call `number` did not take to its mailbox, if its fallback is on."""
+        if not fallback or self._ended:
+            return False
+        log.info("call %s: %s did not take the call; to its voicemail", self.id, number)
+        self._go(Destination(Kind.VOICEMAIL, number))
+        return True
 
     def _forward(self, features: ExtensionFeatures, reason: ForwardReason) -> bool:
         """Send the call where `features` forwards it for `reason`; False when there is no such

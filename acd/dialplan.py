@@ -18,7 +18,12 @@ A destination is written `kind:target`; `${EXTEN}` in a target is the dialled nu
     "ivr:main"         an IVR flow
     "hangup:486"       refuse with this SIP status (480 when none is given)
     "time:office"      a time condition (`[[time_conditions]]`): its `open` or `closed` destination
+    "voicemail:1001"   leave a message in a mailbox (acd.voicemail)
+    "voicemailmain"    listen to a mailbox: asks for its number and PIN (`voicemailmain:1001`: that one)
     "8001"             a bare number: routed again as if it had been dialled
+
+Built in after the configured rules: `*97` listens to the caller's own mailbox and `*98` to any
+mailbox (FreePBX's codes), the echo test's number (9196).
 
 A number no rule takes is routed by the caller's `default` (the built-in plan: queue numbers,
 ring groups, extensions, outbound routes). Time conditions read weekly opening hours in the
@@ -43,6 +48,9 @@ DEFAULT_TIMEZONE = "Asia/Shanghai"
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _EXTEN_RE = re.compile(r"\$\{EXTEN(?::(\d{1,2}))?\}")
 _PATTERN_CHARS = {"X": "[0-9]", "Z": "[1-9]", "N": "[2-9]", ".": ".+", "!": ".*"}
+#: Feature codes of the mailboxes (FreePBX's): the caller's own, and any (number and PIN asked).
+VOICEMAIL_OWN = "*97"
+VOICEMAIL_ANY = "*98"
 _HOURS_RE = re.compile(r"^\s*(?P<days>[a-z,\-]+)\s+(?P<start>\d{1,2}:\d\d)\s*-\s*(?P<end>\d{1,2}:\d\d)\s*$")
 
 
@@ -58,6 +66,8 @@ class Kind(enum.Enum):
     ECHO = "echo"
     IVR = "ivr"
     CONFERENCE = "conference"
+    VOICEMAIL = "voicemail"             # leave a message (Asterisk's VoiceMail)
+    VOICEMAIL_MAIN = "voicemailmain"    # listen to messages (Asterisk's VoiceMailMain)
     HANGUP = "hangup"
     TIME = "time"
     NUMBER = "number"   # a bare number: routed again
@@ -65,7 +75,7 @@ class Kind(enum.Enum):
 
 #: Kinds a call can act on; TIME and NUMBER are followed by the dialplan itself.
 TERMINAL = frozenset({Kind.EXTENSION, Kind.GROUP, Kind.QUEUE, Kind.OUTBOUND, Kind.ECHO, Kind.IVR, Kind.CONFERENCE,
-                      Kind.HANGUP})
+                      Kind.VOICEMAIL, Kind.VOICEMAIL_MAIN, Kind.HANGUP})
 
 
 @dataclass(frozen=True)
@@ -83,12 +93,12 @@ class Destination:
         text = text.strip()
         kind_name, sep, target = text.partition(":")
         if not sep:
-            if kind_name in ("echo", "hangup"):
+            if kind_name in ("echo", "hangup", "voicemailmain"):
                 return cls(Kind(kind_name), status=480 if kind_name == "hangup" else 0)
             if re.fullmatch(r"[0-9*#+]+|\$\{EXTEN(:\d{1,2})?\}", text):
                 return cls(Kind.NUMBER, text)
             raise DialplanError(f"destination {text!r}: expected kind:target (extension, group, queue, outbound, "
-                                "ivr, conference, hangup, time), echo, or a number")
+                                "ivr, conference, voicemail, voicemailmain, hangup, time), echo, or a number")
         try:
             kind = Kind(kind_name)
         except ValueError:
@@ -97,6 +107,9 @@ class Destination:
             if not target.isdigit() or not 400 <= int(target) <= 699:
                 raise DialplanError(f"destination {text!r}: hangup takes a SIP status 400-699")
             return cls(kind, status=int(target))
+        if kind in (Kind.VOICEMAIL, Kind.VOICEMAIL_MAIN) and not re.fullmatch(
+                r"[0-9]{2,10}|\$\{EXTEN(:\d{1,2})?\}", target):
+            raise DialplanError(f"destination {text!r}: {kind.value} takes a mailbox number (2-10 digits)")
         if kind is Kind.ECHO or not target:
             raise DialplanError(f"destination {text!r}: {kind.value} takes {'no' if kind is Kind.ECHO else 'a'} target")
         return cls(kind, target)
@@ -111,8 +124,8 @@ class Destination:
     def __str__(self) -> str:
         if self.kind is Kind.HANGUP:
             return f"hangup:{self.status}"
-        if self.kind is Kind.ECHO:
-            return "echo"
+        if self.kind is Kind.ECHO or (self.kind is Kind.VOICEMAIL_MAIN and not self.target):
+            return self.kind.value
         return self.target if self.kind is Kind.NUMBER else f"{self.kind.value}:{self.target}"
 
 
@@ -365,6 +378,10 @@ class Dialplan:
         if self.echo_number and dialled == self.echo_number:
             trail.append("echo")
             return Destination(Kind.ECHO)
+        if dialled in (VOICEMAIL_OWN, VOICEMAIL_ANY):
+            trail.append(dialled)
+            # *97: the caller's own mailbox (a caller who is no extension has none: 404 later).
+            return Destination(Kind.VOICEMAIL_MAIN, caller if dialled == VOICEMAIL_OWN else "")
         if dialled in self.groups:
             trail.append(f"group {dialled}")
             return Destination(Kind.GROUP, dialled)

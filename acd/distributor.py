@@ -10,6 +10,15 @@ COMPLETEAGENT, TRANSFER, ABANDON, RINGNOANSWER, RINGCANCELED, EXITWITHTIMEOUT, F
 EXITEMPTY, ADDMEMBER, REMOVEMEMBER, PAUSE, UNPAUSE) so existing reports and habits carry over.
 Ours differ in two data fields: ENTERQUEUE carries the caller and the priority the call was
 queued with (its VIP rank), and a blacklisted caller a queue refuses is logged as BLACKLISTED.
+
+Queued callbacks (Asterisk has none; the names follow its style): a waiting entry whose caller
+hung up and keeps their place and priority, with a number to call back instead of a live leg.
+CALLBACKREQ(number|source) books one (source: key, overflow, ivr); when it reaches an agent
+who answers, CONNECT as usual, then CALLBACKDIAL(number|attempt) as the number is dialled,
+CALLBACKDONE(number|attempt) when it answers (COMPLETE* follow at the end of the talk), or
+CALLBACKRETRY(number|attempt|cause) and the entry waits `callback_retry_delay` before it is
+offered again, until CALLBACKFAIL(number|attempts|cause) after `callback_attempts` tries.
+Callbacks are exempt from max_wait, maxlen and leavewhenempty: nobody is on the line.
 """
 
 from __future__ import annotations
@@ -20,7 +29,17 @@ from dataclasses import dataclass, field
 from heapq import merge
 
 from acd.agents import Agent, AgentState, NotReadyReason
-from acd.queues import BLACKLIST_PRIORITY, BlacklistTreatment, QueueConfig, QueuedCall, Selector, eligible
+from acd.queues import (
+    BLACKLIST_PRIORITY,
+    BlacklistTreatment,
+    CallbackStatus,
+    QueueConfig,
+    QueuedCall,
+    Selector,
+    dialable,
+    eligible,
+)
+from acd.wait_estimate import WaitEstimator
 
 
 @dataclass(frozen=True)
@@ -69,7 +88,23 @@ class QueueLogEntry:
     data: tuple[str, ...] = ()
 
 
-Event = Offer | StopRinging | Connected | Overflowed | AgentChanged
+@dataclass(frozen=True)
+class CallbackChanged:
+    """A queued callback was booked or changed: what the call-control layer persists."""
+
+    call_id: str
+    queue_id: str
+    number: str
+    status: CallbackStatus
+    attempts: int
+    #: When it may be offered again (after a failed try).
+    not_before: float
+    #: The caller's place: their arrival and priority.
+    entered_at: float
+    priority: int
+
+
+Event = Offer | StopRinging | Connected | Overflowed | AgentChanged | CallbackChanged
 
 
 @dataclass
@@ -102,6 +137,9 @@ class Acd:
         self._ready: set[str] = set()
         #: Per queue, its waiting calls in service order (priority, then arrival).
         self._order: dict[str, list[tuple[int, float, str]]] = {}
+        self.estimator = WaitEstimator()
+        #: Connected callbacks whose number is being dialled now (CALLBACKDIAL logged).
+        self._dialling: set[str] = set()
 
     # ------------------------------------------------------------- configuration
 
@@ -171,16 +209,16 @@ class Acd:
             return [Overflowed(call.call_id, "", "blacklist")]
         if call.blacklisted and queue.blacklist is BlacklistTreatment.LAST:
             call.priority = BLACKLIST_PRIORITY
+        if not 0 < call.entered_at <= now:
+            call.entered_at = now
         logged_in = [a for a in self.members[queue.id] if a.state is not AgentState.LOGGED_OUT]
         if not logged_in and not queue.joinempty:
             self.log.append(QueueLogEntry(now, call.call_id, queue.id, "NONE", "JOINEMPTY"))
-            return [Overflowed(call.call_id, queue.overflow, "no_agents")]
-        in_queue = sum(1 for c in self.waiting.values() if c.queue_id == queue.id)
+            return self._overflow(call, now, "no_agents")
+        in_queue = sum(1 for c in self.waiting.values() if c.queue_id == queue.id and not c.callback)
         if queue.maxlen and in_queue >= queue.maxlen:
             self.log.append(QueueLogEntry(now, call.call_id, queue.id, "NONE", "FULL"))
-            return [Overflowed(call.call_id, queue.overflow, "maxlen")]
-        if not 0 < call.entered_at <= now:
-            call.entered_at = now
+            return self._overflow(call, now, "maxlen")
         self.waiting[call.call_id] = call
         insort(self._order[queue.id], (-call.priority, call.entered_at, call.call_id))
         self.log.append(QueueLogEntry(now, call.call_id, queue.id, "NONE", "ENTERQUEUE",
@@ -204,6 +242,7 @@ class Acd:
         agent.missed_in_row = 0
         self.connected[call_id] = _Connection(call, agent_id, now)
         self._log(now, call_id, agent, "CONNECT", str(round(call.waited(now))), queue_id=call.queue_id)
+        self.estimator.waited(call.queue_id, call.waited(now))
         events += [Connected(call_id, agent_id), AgentChanged(agent_id, AgentState.ON_CALL, None)]
         return events + self.dispatch(now)
 
@@ -264,7 +303,8 @@ class Acd:
             for agent_id in sorted(call.offered_to):
                 if now - call.offered_at >= queue.ring_timeout:
                     events += self.ring_timeout(call.call_id, agent_id, now)
-            if call.call_id in self.waiting and queue.max_wait and call.waited(now) >= queue.max_wait:
+            if (call.call_id in self.waiting and queue.max_wait and not call.callback
+                    and call.waited(now) >= queue.max_wait):
                 events += self._leave(call, now, "EXITWITHTIMEOUT", "max_wait")
         return events + self.dispatch(now)
 
@@ -274,7 +314,9 @@ class Acd:
             queue = self.queues[call.queue_id]
             if call.offered_to:
                 deadlines.append(call.offered_at + queue.ring_timeout)
-            if queue.max_wait:
+            elif call.not_before:
+                deadlines.append(call.not_before)  # a callback waiting out its retry delay
+            if queue.max_wait and not call.callback:
                 deadlines.append(call.entered_at + queue.max_wait)
             for rule in queue.penalty_rules:
                 if call.entered_at + rule.after > call.offered_at:
@@ -297,7 +339,7 @@ class Acd:
             if not self._ready:
                 break
             call = self.waiting[call_id]
-            if call.offered_to or call.queue_id in exhausted:
+            if call.offered_to or call.queue_id in exhausted or call.not_before > now:
                 continue
             queue = self.queues[call.queue_id]
             members = self.members[queue.id]
@@ -318,9 +360,111 @@ class Acd:
     # ------------------------------------------------------------- figures
 
     def position(self, call_id: str) -> int:
-        """1-based place of a waiting call in its queue (for announce-position)."""
+        """1-based place of a waiting call in its queue (for announce-position); queued
+        callbacks ahead count: they are served first."""
         call = self.waiting[call_id]
         return bisect_left(self._order[call.queue_id], (-call.priority, call.entered_at, call.call_id)) + 1
+
+    def estimated_wait(self, call_id: str) -> float | None:
+        """Seconds the waiting call is expected to wait still (acd.wait_estimate), or None."""
+        call = self.waiting[call_id]
+        staffed = sum(1 for a in self.members[call.queue_id]
+                      if a.state not in (AgentState.LOGGED_OUT, AgentState.NOT_READY))
+        return self.estimator.estimate(call.queue_id, self.position(call_id), staffed)
+
+    def callbacks(self, queue_id: str) -> list[QueuedCall]:
+        """The queue's pending callbacks, in service order."""
+        return [c for _, _, call_id in self._order.get(queue_id, ()) if (c := self.waiting[call_id]).callback]
+
+    # ------------------------------------------------------------- queued callbacks
+
+    def book_callback(self, call_id: str, number: str, now: float) -> list[Event]:
+        """The waiting caller asked to be called back at `number` (and hangs up): the entry
+        keeps its place and priority; an offer ringing now is withdrawn (the caller is gone)."""
+        call = self.waiting.get(call_id)
+        if call is None or call.callback:
+            raise AcdError(f"call {call_id} is not waiting in a queue")
+        if not dialable(number):
+            raise AcdError(f"{number!r} cannot be called back")
+        events: list[Event] = []
+        for agent_id in sorted(call.offered_to):
+            self._release(self.agents[agent_id], now)
+            self._ring_canceled(call, self.agents[agent_id], now)
+            events += [StopRinging(call_id, agent_id), AgentChanged(agent_id, AgentState.READY, None)]
+        call.offered_to = set()
+        call.callback = number
+        events.append(self._booked(call, now, "key"))
+        return events + self.dispatch(now)
+
+    def add_callback(self, call: QueuedCall, now: float, *, source: str = "ivr",
+                     restored: bool = False) -> list[Event]:
+        """A callback booked from outside the queue (an IVR), or one read back from storage
+        after a restart (`restored`: no new log row, its place and tries as they were)."""
+        if call.queue_id not in self.queues:
+            raise AcdError(f"no queue {call.queue_id}")
+        if call.call_id in self.waiting or call.call_id in self.connected:
+            raise AcdError(f"call {call.call_id} is in a queue already")
+        if not dialable(call.callback):
+            raise AcdError(f"{call.callback!r} cannot be called back")
+        if not 0 < call.entered_at <= now:
+            call.entered_at = now
+        call.offered_to = set()
+        self.waiting[call.call_id] = call
+        insort(self._order[call.queue_id], (-call.priority, call.entered_at, call.call_id))
+        events: list[Event] = [] if restored else [self._booked(call, now, source)]
+        return events + self.dispatch(now)
+
+    def callback_dialling(self, call_id: str, now: float) -> int:
+        """The agent heard the whisper; the number is dialled now. Returns the attempt number."""
+        connection = self._callback_connection(call_id)
+        call = connection.call
+        call.attempts += 1
+        self._dialling.add(call_id)
+        self._log(now, call_id, self.agents[connection.agent_id], "CALLBACKDIAL", call.callback, str(call.attempts),
+                  queue_id=call.queue_id)
+        return call.attempts
+
+    def callback_answered(self, call_id: str, now: float) -> list[Event]:
+        """The called-back number answered: agent and caller talk, as any queue call."""
+        connection = self._callback_connection(call_id)
+        call = connection.call
+        self._dialling.discard(call_id)
+        self._log(now, call_id, self.agents[connection.agent_id], "CALLBACKDONE", call.callback, str(call.attempts),
+                  queue_id=call.queue_id)
+        connection.answered_at = now  # talk time counts from here
+        return [self._changed(call, CallbackStatus.DONE)]
+
+    def callback_failed(self, call_id: str, cause: str, now: float) -> list[Event]:
+        """The try failed (busy, no answer, the agent hung up first): the agent is free again at
+        once; the entry waits `callback_retry_delay` in its old place, or is given up after
+        `callback_attempts` tries. An agent who hung up before the number was dialled does not
+        use up a try, and the entry goes to someone else first."""
+        connection = self._callback_connection(call_id)
+        del self.connected[call_id]
+        call = connection.call
+        queue = self.queues[call.queue_id]
+        agent = self.agents[connection.agent_id]
+        dialled = call_id in self._dialling
+        self._dialling.discard(call_id)
+        events: list[Event] = []
+        agent.call_id = None
+        if agent.id in self._pending_logout:
+            events += self._after_wrap_up(agent, now)
+        else:
+            self._release(agent, now)
+            events.append(AgentChanged(agent.id, AgentState.READY, None))
+        if dialled and call.attempts >= queue.callback_attempts:
+            self._log(now, call_id, agent, "CALLBACKFAIL", call.callback, str(call.attempts), cause, queue_id=queue.id)
+            return [*events, self._changed(call, CallbackStatus.FAILED), *self.dispatch(now)]
+        if dialled:
+            call.not_before = now + queue.callback_retry_delay
+            self._log(now, call_id, agent, "CALLBACKRETRY", call.callback, str(call.attempts), cause, queue_id=queue.id)
+        else:
+            call.declined_by.add(agent.id)
+        call.offered_to = set()
+        self.waiting[call_id] = call
+        insort(self._order[queue.id], (-call.priority, call.entered_at, call_id))
+        return [*events, self._changed(call, CallbackStatus.PENDING), *self.dispatch(now)]
 
     # ------------------------------------------------------------- internals
 
@@ -366,6 +510,7 @@ class Acd:
         call = connection.call
         queue = self.queues[call.queue_id]
         talk = now - connection.answered_at
+        self.estimator.handled(queue.id, talk + queue.wrapuptime)
         agent.calls_taken += 1
         agent.talk_seconds += talk
         agent.last_call_end = now
@@ -404,15 +549,44 @@ class Acd:
             self._release(self.agents[agent_id], now)
             self._ring_canceled(call, self.agents[agent_id], now)
             events += [StopRinging(call.call_id, agent_id), AgentChanged(agent_id, AgentState.READY, None)]
+        call.offered_to = set()
         self.log.append(QueueLogEntry(now, call.call_id, call.queue_id, "NONE", log_event,
                                       (str(round(call.waited(now))),)))
-        return events + [Overflowed(call.call_id, self.queues[call.queue_id].overflow, reason)]
+        return events + self._overflow(call, now, reason)
+
+    def _overflow(self, call: QueuedCall, now: float, reason: str) -> list[Event]:
+        """The call goes to the queue's overflow. For "callback" it stays as a queued callback
+        in its place (a caller without a number to call back is let go instead)."""
+        queue = self.queues[call.queue_id]
+        if queue.overflow != "callback":
+            return [Overflowed(call.call_id, queue.overflow, reason)]
+        if call.callback or not dialable(call.caller):
+            return [Overflowed(call.call_id, "", reason)]
+        call.callback = call.caller
+        self.waiting[call.call_id] = call
+        insort(self._order[queue.id], (-call.priority, call.entered_at, call.call_id))
+        return [Overflowed(call.call_id, "callback", reason), self._booked(call, now, "overflow")]
+
+    def _booked(self, call: QueuedCall, now: float, source: str) -> CallbackChanged:
+        self.log.append(QueueLogEntry(now, call.call_id, call.queue_id, "NONE", "CALLBACKREQ", (call.callback, source)))
+        return self._changed(call, CallbackStatus.PENDING)
+
+    @staticmethod
+    def _changed(call: QueuedCall, status: CallbackStatus) -> CallbackChanged:
+        return CallbackChanged(call.call_id, call.queue_id, call.callback, status, call.attempts, call.not_before,
+                               call.entered_at, call.priority)
+
+    def _callback_connection(self, call_id: str) -> _Connection:
+        connection = self.connected.get(call_id)
+        if connection is None or not connection.call.callback:
+            raise AcdError(f"call {call_id} is no callback an agent took")
+        return connection
 
     def _empty_queues(self, now: float) -> list[Event]:
         """Callers in a queue whose last agent logged out leave it (leavewhenempty)."""
         events: list[Event] = []
         for call in list(self.waiting.values()):
             queue = self.queues[call.queue_id]
-            if queue.leavewhenempty and all(a.state is AgentState.LOGGED_OUT for a in self.members[queue.id]):
+            if not call.callback and queue.leavewhenempty and all(a.state is AgentState.LOGGED_OUT for a in self.members[queue.id]):
                 events += self._leave(call, now, "EXITEMPTY", "no_agents")
         return events

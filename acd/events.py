@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from acd.cdr import CdrRecord
 
 
 @dataclass(frozen=True)
@@ -34,3 +38,11 @@ class CallEnded:
     duration: float
     billsec: float
     at: float
+
+
+@dataclass(frozen=True)
+class CdrWritten:
+    """One CDR row (a call, or one segment of a transferred call) was handed to the database:
+    for the CRM's interaction timeline."""
+
+    record: CdrRecord

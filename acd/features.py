@@ -8,6 +8,10 @@ Feature codes (dialled like a number; the codes FreePBX users know):
     *73           cancel forward-always
     *90<number>   forward when busy (or on do-not-disturb);  *91 cancels it
     *52<number>   forward when unanswered or no phone is registered;  *53 cancels it
+    *97 / *98     listen to voicemail: your own mailbox / any mailbox (routed by acd.dialplan)
+
+A forward always takes precedence over voicemail: a call goes to the extension's mailbox
+(acd.voicemail, when its fallback is on) only where no forward for the same reason applies.
 
 The decision of where a forwarded call goes is pure (`ForwardChain`): a chain is followed at
 most `MAX_FORWARD_HOPS` hops and never back to a number it already passed, so two extensions

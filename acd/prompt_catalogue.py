@@ -84,6 +84,8 @@ PROMPTS: dict[str, tuple[str, str]] = {
     "queue/minutes": ("分钟。", "minutes."),
     "queue/press-callback": ("如需回电，请按一。", "To be called back instead of waiting, press one."),
     "queue/callback-whisper": ("这是一个回电任务。", "This is a callback."),
+    "queue/callback-press": ("如需回电，请按", "To be called back instead of waiting, press"),
+    "queue/callback-booked": ("好的，我们会给您回电。", "Thank you. We will call you back."),
     "conf/enter-pin": ("请输入会议密码，以井号键结束。", "Please enter the conference PIN, followed by the hash key."),
     "conf/wrong-pin": ("密码错误。", "That PIN is not correct."),
     "conf/members": ("当前会议人数", "Members in the conference:"),
@@ -92,6 +94,20 @@ PROMPTS: dict[str, tuple[str, str]] = {
     "conf/unmuted": ("您已取消静音。", "You are no longer muted."),
     "vm/leave-message": ("对方无法接听，请在提示音后留言。", "The person you called is not available. Please leave a "
                                                                  "message after the tone."),
+    "vm/saved": ("您的留言已保存。", "Your message has been saved."),
+    "vm/enter-mailbox": ("请输入语音信箱号码，以井号键结束。", "Please enter your mailbox number, followed by the hash key."),
+    "vm/enter-pin": ("请输入密码，以井号键结束。", "Please enter your password, followed by the hash key."),
+    "vm/wrong-pin": ("信箱号码或密码错误。", "That mailbox number or password is not correct."),
+    "vm/you-have": ("您有", "You have"),
+    "vm/new-messages": ("条新留言。", "new messages."),
+    "vm/no-new-messages": ("您没有新留言。", "You have no new messages."),
+    "vm/no-messages": ("您的信箱中没有留言。", "There are no messages in your mailbox."),
+    "vm/message-menu": ("重听请按一，下一条请按二，删除请按七，退出请按井号键。",
+                        "To hear this message again, press one. For the next message, press two. To delete it, "
+                        "press seven. To exit, press the hash key."),
+    "vm/deleted": ("留言已删除。", "Message deleted."),
+    "vm/no-more": ("没有更多留言了。", "There are no more messages."),
+    "vm/goodbye": ("再见。", "Goodbye."),
 }
 
 

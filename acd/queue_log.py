@@ -3,14 +3,10 @@ layout (time, call, queue, agent, event, data), for reports and audits of who di
 
 from __future__ import annotations
 
-import asyncio
-import logging
-
 import aiosqlite
 
 from acd.distributor import QueueLogEntry
-
-log = logging.getLogger(__name__)
+from acd.write_behind import WriteBehind
 
 MIGRATIONS_QUEUE_LOG = """
 CREATE TABLE queue_log (
@@ -31,26 +27,12 @@ class QueueLogWriter:
     """Appends entries in order; writes are batched so a burst of events costs one statement."""
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
-        self._conn = conn
-        self._pending: list[QueueLogEntry] = []
-        self._task: asyncio.Task[None] | None = None
+        self._rows = WriteBehind(
+            conn, "INSERT INTO queue_log (at, call_id, queue, agent, event, data) VALUES (?, ?, ?, ?, ?, ?)",
+            "queue log entries")
 
     def append(self, entry: QueueLogEntry) -> None:
-        self._pending.append(entry)
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._flush())
-
-    async def _flush(self) -> None:
-        await asyncio.sleep(0)  # let the rest of this burst arrive
-        while self._pending:
-            batch, self._pending = self._pending, []
-            try:
-                await self._conn.executemany(
-                    "INSERT INTO queue_log (at, call_id, queue, agent, event, data) VALUES (?, ?, ?, ?, ?, ?)",
-                    [(e.at, e.call_id, e.queue_id, e.agent_id, e.event, "|".join(e.data)) for e in batch])
-            except Exception:
-                log.exception("could not write %d queue log entries", len(batch))
+        self._rows.add((entry.at, entry.call_id, entry.queue_id, entry.agent_id, entry.event, "|".join(entry.data)))
 
     async def close(self) -> None:
-        if self._task is not None:
-            await self._task
+        await self._rows.close()

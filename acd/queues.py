@@ -7,6 +7,7 @@ import enum
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from acd.agents import Agent
 
@@ -28,6 +29,20 @@ class BlacklistTreatment(enum.Enum):
     REJECT = "reject"  # not queued: refused at once
 
 
+class CallbackStatus(enum.Enum):
+    """A queued callback's life: waiting for an agent (and retried), reached, or given up."""
+
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+def dialable(number: str) -> bool:
+    """A caller ID the system can call back: digits, optionally with a leading +."""
+    digits = number[1:] if number.startswith("+") else number
+    return digits.isdigit() and len(digits) <= 32
+
+
 #: The priority a blacklisted caller gets under `BlacklistTreatment.LAST`: VIP ranks are >= 0.
 BLACKLIST_PRIORITY = -1
 
@@ -40,6 +55,67 @@ class PenaltyRule:
     after: float
     max_penalty: int
     relax_skills: int = 0
+
+
+@dataclass
+class Treatment:
+    """A waiting caller's audio and keys, with Asterisk's names where it has them."""
+
+    #: Answer the caller on joining so music and announcements can play (else ringback).
+    answer: bool = False
+    #: Music on hold: a sound file, "" for the shipped music.
+    moh: str = ""
+    #: Prompt language: "zh-CN" or "en".
+    language: str = "zh-CN"
+    #: Say "callers ahead of you: N" and the estimated wait on joining and every
+    #: `announce_frequency` seconds (0: on joining only); skipped at the head of the queue.
+    announce_position: bool = False
+    announce_frequency: float = 0.0
+    #: A prompt name played every `periodic_announce_frequency` seconds ("" for none).
+    periodic_announce: str = ""
+    periodic_announce_frequency: float = 60.0
+    #: A key (one of 0-9 * #) that books a callback: the caller hangs up and keeps their place.
+    callback_key: str = ""
+
+    #: The `[[queues]]` keys this reads.
+    KEYS: ClassVar[frozenset[str]] = frozenset({
+        "answer", "moh", "language", "announce_position", "announce_frequency", "periodic_announce",
+        "periodic_announce_frequency", "callback_key"})
+
+    @classmethod
+    def from_table(cls, table: dict[str, Any], where: str) -> Treatment:
+        """The treatment keys of one `[[queues]]` table; ValueError says what is wrong."""
+        def flag(key: str) -> bool:
+            value = table.get(key, False)
+            if not isinstance(value, bool):
+                raise ValueError(f"{where}: {key} must be true or false")
+            return value
+
+        def seconds(key: str, default: float) -> float:
+            value = table.get(key, default)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ValueError(f"{where}: {key} must be a number of seconds >= 0")
+            return float(value)
+
+        def text(key: str) -> str:
+            value = table.get(key, "")
+            if not isinstance(value, str):
+                raise ValueError(f"{where}: {key} must be a string")
+            return value
+
+        language = text("language") or "zh-CN"
+        if language not in ("zh-CN", "en"):
+            raise ValueError(f"{where}: language must be zh-CN or en")
+        key = text("callback_key")
+        if key and (len(key) != 1 or key not in "0123456789*#"):
+            raise ValueError(f"{where}: callback_key must be one key of 0-9, * or #")
+        periodic = text("periodic_announce")
+        if periodic and not all(part and all(c.isalnum() or c in "-_" for c in part) for part in periodic.split("/")):
+            raise ValueError(f"{where}: periodic_announce must be a prompt name such as queue/hold")
+        return cls(answer=flag("answer"), moh=text("moh"), language=language,
+                   announce_position=flag("announce_position"),
+                   announce_frequency=seconds("announce_frequency", 0.0), periodic_announce=periodic,
+                   periodic_announce_frequency=seconds("periodic_announce_frequency", 60.0), callback_key=key)
 
 
 @dataclass
@@ -69,6 +145,13 @@ class QueueConfig:
     #: The agent who last served a caller is offered the call first if that was within this
     #: many days (sticky agent); 0 turns it off.
     sticky_days: float = 0.0
+    #: What a waiting caller hears (acd.queue_treatment). Without `answer` the caller hears
+    #: ringback and nothing else applies: in-band audio needs an answered call.
+    treatment: Treatment = field(default_factory=Treatment)
+    #: Queued callbacks (acd.callbacks): how often a callback is tried, and how long after a
+    #: failed try (busy, no answer) it is offered to an agent again.
+    callback_attempts: int = 3
+    callback_retry_delay: float = 300.0
 
 
 @dataclass
@@ -90,6 +173,12 @@ class QueuedCall:
     #: Agents who let it ring out; not offered again while others are available.
     declined_by: set[str] = field(default_factory=set)
     offered_at: float = 0.0
+    #: A queued callback: the number to call back (the entry has no live leg); "" for a caller
+    #: on the line.
+    callback: str = ""
+    #: Tries made to reach the callback's number, and the earliest time it is offered again.
+    attempts: int = 0
+    not_before: float = 0.0
 
     def waited(self, now: float) -> float:
         return now - self.entered_at

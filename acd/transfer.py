@@ -263,6 +263,7 @@ class BlindTransfer:
         call.close_segment(_side_name(self.side), "blind transfer")
         _tell_queue(call, self.side, self.target)
         call.install_party(self.side, leg, self.endpoint, self.target)
+        _recording_follows(call)
         call.drop_endpoint(old)
         call.transfer = None
         log.info("call %s: transferred to %s", call.id, self.target)
@@ -308,6 +309,13 @@ def _tell_queue(call: Call, side: str | None, target: str) -> None:
         transferred(call, target, time.time())
 
 
+def _recording_follows(call: Call) -> None:
+    """Issue #4: the call's one recording goes on with the parties bridged now (same file, the
+    new party on the side it took); before the old leg is destroyed, so no audio is lost."""
+    if call.manager.recording is not None:
+        call.manager.recording.retarget(call)
+
+
 def _side_name(side: str | None) -> str:
     """The CDR's hang-up side for the transferor's side."""
     return "caller" if side == "a" else "callee"
@@ -344,6 +352,7 @@ def _attended(call: Call, leg: Leg, refer: Refer) -> None:
     _tell_queue(call, side, moved_number)
     call.install_party(side, moved_leg, moved_endpoint, moved_number)
     m.engine.connect(keep, moved_endpoint)
+    _recording_follows(call)
     call.drop_endpoint(old)
     log.info("call %s: attended transfer joins %s from call %s", call.id, moved_number, other.id)
     leg.listener = None

@@ -1,5 +1,5 @@
 """Wallboard figures: per queue (waiting, longest wait, answered, abandoned, service level,
-average wait) and per agent (state, time in state, current caller, calls, average handle time).
+average wait, queued callbacks pending) and per agent (state, time in state, current caller, calls, average handle time).
 
 Counters are fed from the queue log as it is written (so they agree with it); live figures
 are read from the ACD at the moment of the snapshot. Counting starts with the process (a
@@ -46,7 +46,8 @@ class Wallboard:
     def snapshot(self, now: float) -> dict[str, list[dict[str, object]]]:
         queues = []
         for queue_id, queue in self.acd.queues.items():
-            waiting = [c for c in self.acd.waiting.values() if c.queue_id == queue_id]
+            entries = [c for c in self.acd.waiting.values() if c.queue_id == queue_id]
+            waiting = [c for c in entries if not c.callback]   # callers on the line
             c = self.counters[queue_id]
             offered = c.answered + c.abandoned + c.timed_out
             queues.append({
@@ -56,6 +57,8 @@ class Wallboard:
                 "service_level_pct": round(100 * c.within_service_level / offered, 1) if offered else None,
                 "average_wait": round(c.total_wait / c.answered, 1) if c.answered else None,
                 "agents_ready": sum(1 for a in self.acd.members[queue_id] if a.state is AgentState.READY),
+                # Booked callbacks not yet made (those being dialled count as connected calls).
+                "callbacks": len(entries) - len(waiting),
             })
         agents = []
         for agent in self.acd.agents.values():

@@ -18,18 +18,25 @@ from pathlib import Path
 import aiosqlite
 import uvicorn
 
+from acd.call_recording import CallRecorder
+from acd.callbacks import CallbackStore
 from acd.calls import CallManager, CallPolicy
 from acd.cdr import CdrWriter
 from acd.conference_rooms import ConferenceRooms
 from acd.directory import Extension, ExtensionDirectory
-from acd.events import CallEnded
+from acd.events import CallEnded, CdrWritten
 from acd.features import FeatureStore
 from acd.ivr_calls import IvrRunner
+from acd.prompt_catalogue import SOUNDS
 from acd.queue_calls import QueueDefinition, QueueRouter
 from acd.queue_log import QueueLogWriter
+from acd.recording_index import RecordingIndex
 from acd.schema import MIGRATIONS as ACD_MIGRATIONS
 from acd.sticky import StickyAgents
 from acd.supervision import Supervision
+from acd.voicemail import VoicemailStore, repair_messages
+from acd.voicemail_calls import VoicemailCalls
+from acd.voicemail_mwi import MwiNotifier
 from acd.webrtc_agents import SipRinging, WebRtcAgents
 from callcenter.bus import EventBus
 from callcenter.config import Config, ConfigError
@@ -73,12 +80,18 @@ DEMO_USER_PASSWORD = "demo1234"
 
 
 def demo_queues() -> list[QueueDefinition]:
-    """The demo's queues: 8001 sales rings all its agents, 8002 service the longest idle."""
+    """The demo's queues: 8001 sales rings all its agents; 8002 service the longest idle, with
+    music, the caller's place and a callback key, and the IVR's VIP callers (skill vip) for
+    1003 and 1004 first, anyone after 30 s."""
     return [
         QueueDefinition.from_table({"number": "8001", "name": "销售", "strategy": "ringall",
                                     "members": ["1001", "1002", "1003"], "wrapuptime": 5, "max_wait": 120}),
         QueueDefinition.from_table({"number": "8002", "name": "客服", "strategy": "leastrecent",
-                                    "members": ["1003", "1004", "1005"], "wrapuptime": 5, "max_wait": 120}),
+                                    "members": ["1003", "1004", "1005"], "wrapuptime": 5, "max_wait": 120,
+                                    "overflow": "callback", "answer": True, "announce_position": True,
+                                    "announce_frequency": 60, "callback_key": "1",
+                                    "skills": {"1003": {"vip": 3}, "1004": {"vip": 1}},
+                                    "penalty_rules": [{"after": 30, "max_penalty": 0, "relax_skills": 10}]}),
     ]
 
 
@@ -100,6 +113,8 @@ class Application:
         self.browser_agents: WebRtcAgents | None = None
         self.ivr: IvrRunner | None = None
         self.conferences: ConferenceRooms | None = None
+        self.recordings: RecordingIndex | None = None
+        self.voicemail: VoicemailCalls | None = None
         self.queue_log: QueueLogWriter | None = None
         self.trunks: TrunkManager | None = None
         self.directory: ExtensionDirectory | None = None
@@ -180,8 +195,14 @@ class Application:
 
         if self.browser_agents is not None:
             await step("browser agents", self.browser_agents.close)
+        if self.calls is not None and self.calls.queues is not None:
+            await step("queued callbacks", self.calls.queues.close)   # callbacks under way end; storage written
         if self.calls is not None:
             await step("calls", self.calls.drain)
+            if self.calls.recording is not None:
+                await step("recordings", self.calls.recording.drain)   # files closed and indexed
+        if self.voicemail is not None:
+            await step("voicemail", self.voicemail.drain)   # messages still being saved
         if self.trunks is not None:
             await step("trunks", self.trunks.stop)  # Expires: 0 to the providers while the transports still run
         if self._http is not None:
@@ -234,7 +255,11 @@ class Application:
         cfg, net = self.config, self.config.network
         assert self.sip is not None and self.directory is not None and self.db is not None
         # A crash may have left a recording's header behind its audio: fix before anything records.
-        for report in await asyncio.to_thread(repair_directory, cfg.data_dir / "recordings"):
+        recordings_dir = cfg.data_dir / cfg.recording.directory   # an absolute directory stays as is
+        for report in [*await asyncio.to_thread(repair_directory, cfg.data_dir / "recordings"),
+                       *(await asyncio.to_thread(repair_directory, recordings_dir)
+                         if recordings_dir != cfg.data_dir / "recordings" else []),
+                       *await asyncio.to_thread(repair_messages, cfg.data_dir / "voicemail")]:
             if report.action is not RepairAction.INTACT:
                 log.warning("recording %s: %s (%s)", report.path, report.action.value, report.reason)
         self.engine = MediaEngine(net.bind, net.rtp_port_min, net.rtp_port_max)
@@ -260,17 +285,41 @@ class Application:
             trunks=self.trunks, routes=cfg.outbound_routes, queues=router,
             dialplan=with_demo_numbers(cfg.dialplan) if cfg.demo else cfg.dialplan,
             features=features)
+        if router is not None:
+            # Issue #8: waiting callers' music and announcements; queued callbacks kept in the database.
+            router.attach(self.calls, store=CallbackStore(self.db), sound_dirs=(cfg.data_dir / "sounds", SOUNDS))
+            await router.restore()
         self.ivr = await wire_ivr(db=self.db, engine=self.engine, calls=self.calls, bus=self.bus,
                                   lookups=CrmBridge(self.crm) if self.crm is not None else None,
                                   data_dir=cfg.data_dir, demo=cfg.demo)
         self.conferences = wire_conferences(engine=self.engine, calls=self.calls, bus=self.bus,
                                             rooms=cfg.conferences or (DEMO_ROOMS if cfg.demo else []),
                                             data_dir=cfg.data_dir)
+        # Issue #8: calls recorded by the rules (each queue's own first), rooms with record = true.
+        self.recordings = RecordingIndex(self.db, recordings_dir)
+        self.calls.recording = self.conferences.recording = CallRecorder(
+            self.engine, cfg.recording.with_queues({q.number: q.recording for q in queues if q.recording is not None}),
+            recordings_dir, self.recordings, self.bus.publish)
+        mailboxes = VoicemailStore(self.db, cfg.data_dir / "voicemail",
+                                   cfg.voicemail)
+        await mailboxes.load()
+        mailboxes.on_change = MwiNotifier(self.calls.sessions, sip.registrar, mailboxes.counts).changed
+        self.voicemail = self.calls.voicemail = VoicemailCalls(
+            self.engine, mailboxes, self.directory, sound_dirs=(cfg.data_dir / "sounds", SOUNDS))
+        self.bus.subscribe(CallEnded, lambda event: self.voicemail.ended(event.call_id))
         self.engine.set_event_handler(media_dispatcher(self.ivr.on_media_event, self.conferences.on_media_event,
+                                                       self.voicemail.on_media_event,
+                                                       router.on_media_event if router is not None else _none,
                                                        self.calls.on_media_event))
         self.calls.supervision = Supervision(self.engine, self.calls,
                                              CrmBridge(self.crm) if self.crm is not None else None)
         self.bus.subscribe(CallEnded, lambda event: self.calls.supervision.ended(event.call_id))
+        if self.crm is not None:
+            # Trunk calls onto the members' interaction timeline: what agents see on the card.
+            timeline = CrmBridge(self.crm)
+            calls = self.calls
+            self.bus.subscribe(CdrWritten, lambda event: calls.spawn(
+                timeline.call_finished(event.record), f"the CRM timeline entry of call {event.record.call_id}"))
         self.browser_agents = WebRtcAgents(self.engine, dialplan=self.calls.dialplan)
         self.calls.browser_agents = SipRinging(self.browser_agents)
         self.bus.subscribe(CallEnded, self.calls.browser_agents.on_event)
@@ -283,15 +332,20 @@ class Application:
                                sip_websocket=self.transports.serve_websocket if self.transports else None,
                                crm=self.crm, sessions=SessionStore(self.db), browser_agents=self.browser_agents,
                                ivr_flows=self.ivr.flows if self.ivr is not None else None,
+                               voicemail=self.voicemail.store if self.voicemail is not None else None,
                                wallboard=(self.calls.queues.wallboard.snapshot
                                           if self.calls is not None and self.calls.queues is not None else None),
-                               supervisor=self.calls.queues if self.calls is not None else None)
+                               supervisor=self.calls.queues if self.calls is not None else None,
+                               recordings=self.recordings,
+                               trusted_proxies=self.config.security.trusted_proxies)
         sock = socket.socket(socket.AF_INET6 if ":" in net.bind else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((net.bind, net.http_port))
         self.ports["http"] = sock.getsockname()[1]
+        # proxy_headers off: uvicorn would otherwise take X-Forwarded-For from 127.0.0.1 as the
+        # client; webui.ip_allow honours it from [security] trusted_proxies only.
         config = uvicorn.Config(create_app(services), loop="none", lifespan="off", log_level="warning",
-                                ws="websockets-sansio", access_log=False)
+                                ws="websockets-sansio", access_log=False, proxy_headers=False)
         self._http = uvicorn.Server(config)
         self._http.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # ours rule
         task = asyncio.get_running_loop().create_task(self._http.serve(sockets=[sock]), name="http")
@@ -409,6 +463,11 @@ class Application:
             metric("callcenter_sip_connections", "gauge", "Open TCP/TLS/WebSocket SIP connections",
                    [("", len(self.transports.flows))])
         return "\n".join(lines) + "\n"
+
+
+def _none(event: object) -> bool:
+    """A media consumer that takes nothing (no queues configured)."""
+    return False
 
 
 def _free_port_pair(host: str) -> int:

@@ -33,20 +33,37 @@ Section and key names in the TOML file are the field names below, e.g.
     [[holidays]]
     date = 2026-10-01
     until = 2026-10-07
+
+    [recording]                  # acd.recording_rules; a queue's `recording` key overrides it
+    default = "never"            # "always", "window:mon-fri 09:00-18:00", "sample:20"
+    directory = "recordings"     # under the data dir: <yyyy>/<mm>/<dd>/<call id>.wav
+
+    [[queues]]                   # acd.queue_calls.QueueDefinition.from_table
+    number = "8001"
+    members = ["1001", "1002:2"] # extension[:penalty]
+    answer = true                # music on hold and announcements (else the caller hears ringback)
+    announce_position = true     # "callers ahead of you", the estimated wait
+    announce_frequency = 60
+    callback_key = "1"           # press 1 to hang up and be called back, keeping one's place
+    skills = { "1001" = { vip = 5, en = 3 } }
+
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from acd.conference_rooms import RoomConfig, RoomConfigError
-from acd.dialplan import Dialplan, DialplanError
+from acd.dialplan import DEFAULT_TIMEZONE, Dialplan, DialplanError
 from acd.queue_calls import QueueConfigError, QueueDefinition
+from acd.recording_rules import RecordingPolicy, RecordingRuleError
 from acd.routing import OutboundRoute, RouteConfigError
+from acd.voicemail import VoicemailConfig, VoicemailError
 from sipstack.trunk import TrunkConfigError, TrunkSettings
 
 
@@ -100,6 +117,10 @@ class SecurityConfig:
     auth_fail_ban: float = 600.0
     #: Addresses or networks (CIDR) never limited or banned: trunks, the office.
     allow: list[str] = field(default_factory=list)
+    #: Reverse proxies (addresses or CIDR) whose X-Forwarded-For the web UI believes when it
+    #: decides a client's address (per-role IP allow-lists, sign-in throttling). Default none:
+    #: the socket peer is the client, and anyone's X-Forwarded-For is ignored.
+    trusted_proxies: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -132,6 +153,12 @@ class Config:
     conferences: list[RoomConfig] = field(default_factory=list)
     #: `[dialplan]` with `[[dialplan.rules]]`, `[[ring_groups]]`, `[[time_conditions]]`, `[[holidays]]`.
     dialplan: Dialplan = field(default_factory=Dialplan)
+    #: `[recording]`: default ("never" | "always" | "window:..." | "sample:N"), directory, and
+    #: `[recording.extensions]` / `[recording.trunks]` overrides (acd.recording_rules); a
+    #: queue's own rule is its `recording` key.
+    recording: RecordingPolicy = field(default_factory=RecordingPolicy)
+    #: `[voicemail]`: fallback (busy/unanswered calls to the mailbox), max_seconds, language.
+    voicemail: VoicemailConfig = field(default_factory=VoicemailConfig)
 
     @property
     def advertised_address(self) -> str:
@@ -153,9 +180,19 @@ def load_config(path: Path | None) -> Config:
     trunks, routes = raw.pop("trunks", []), raw.pop("outbound_routes", [])
     queues = raw.pop("queues", [])
     conferences = raw.pop("conferences", [])
+    recording = raw.pop("recording", {})
     plan = (raw.pop("dialplan", {}), raw.pop("ring_groups", []), raw.pop("time_conditions", []),
             raw.pop("holidays", []))
     _merge(config, raw, where=str(path))
+    try:
+        config.voicemail.check()
+    except VoicemailError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    for entry in config.security.trusted_proxies:
+        try:
+            ipaddress.ip_network(str(entry).strip(), strict=False)
+        except ValueError:
+            raise ConfigError(f"{path}: [security] trusted_proxies: {entry!r} is not an IP address or network") from None
     try:
         config.dialplan = Dialplan.from_config(*plan)
     except DialplanError as exc:
@@ -163,6 +200,11 @@ def load_config(path: Path | None) -> Config:
     config.trunks, config.outbound_routes = parse_trunks(trunks, routes, where=str(path))
     config.queues = parse_queues(queues, where=str(path))
     config.conferences = parse_conferences(conferences, where=str(path))
+    timezone = plan[0].get("timezone", DEFAULT_TIMEZONE) if isinstance(plan[0], dict) else DEFAULT_TIMEZONE
+    try:
+        config.recording = RecordingPolicy.from_config(recording, timezone=timezone)
+    except RecordingRuleError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     return config
 
 
@@ -188,6 +230,15 @@ def parse_queues(queues: Any, where: str = "configuration") -> list[QueueDefinit
     numbers = [q.number for q in parsed]
     if len(set(numbers)) != len(numbers):
         raise ConfigError(f"{where}: two queues share a number")
+    # An agent's skill level is the agent's, whichever queue's table names it: they must agree.
+    levels: dict[tuple[str, str], tuple[int, str]] = {}
+    for queue in parsed:
+        for extension, skills in queue.skills.items():
+            for skill, level in skills.items():
+                seen = levels.setdefault((extension, skill), (level, queue.number))
+                if seen[0] != level:
+                    raise ConfigError(f"{where}: skill {skill!r} of {extension} is {seen[0]} in queue {seen[1]} "
+                                      f"but {level} in queue {queue.number}")
     return parsed
 
 

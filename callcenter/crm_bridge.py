@@ -7,9 +7,10 @@ only go back to the caller who proved they hold the number or the member/order n
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from acd.cdr import CdrRecord
 from acd.lookups import CallerInfo
 from crm import access, audit
 from crm.access import SYSTEM
@@ -78,6 +79,36 @@ class CrmBridge:
             description=f"IVR voice message, recording {recording}", member_id=record.member_id,
             channel="ivr", contact_phone=caller, call_id=record.id)
         return ticket.id
+
+    async def call_finished(self, record: CdrRecord) -> int | None:
+        """A trunk call's CDR onto the CRM's interaction timeline (the member the outside
+        number belongs to, the agent who answered, the recording): what the agent sees on the
+        member's card. Calls between extensions are staff talking to staff, not interactions,
+        and stay in the CDR only. Returns the CRM call id, None when not recorded."""
+        if not record.trunk:
+            return None
+        direction = "inbound" if record.did else "outbound"
+        # The CRM keeps Asterisk's dispositions, where a caller who gave up is NO ANSWER.
+        disposition = "NO ANSWER" if str(record.disposition) == "CANCELLED" else str(record.disposition)
+        duration = int(record.duration)
+        agent_id: int | None = None
+        if record.answered_by:
+            async with self._crm.db.reading() as r:
+                agent_id = await r.fetch_value("SELECT id FROM users WHERE extension = ? AND active = 1",
+                                               (record.answered_by,))
+        try:
+            call = await self._crm.timeline.record_call(
+                SYSTEM, direction=direction, caller=record.caller or "-",
+                callee=record.callee or record.did or "-",
+                started_at=datetime.fromtimestamp(record.started_at, UTC), disposition=disposition,
+                duration=duration, billsec=min(duration, int(record.billsec)),
+                answered_at=datetime.fromtimestamp(record.answered_at, UTC) if record.answered_at else None,
+                agent_id=agent_id, recording_ref=record.recording_ref or None,
+                call_uuid=f"{record.call_id}:{record.segment}")
+        except CrmError as exc:
+            log.warning("call %s not put on the CRM timeline: %s", record.call_id, exc)
+            return None
+        return call.id
 
     async def supervisor(self, extension: str) -> str | None:
         async with self._crm.db.reading() as r:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,13 +64,13 @@ async def wire_ivr(*, db: aiosqlite.Connection, engine: MediaEngine, calls: Call
         if call is None:
             return
         if transfer.kind is NodeType.QUEUE:
+            if calls.queues is not None:
+                calls.queues.require_skills(call_id, transfer.skills)  # the queue node's skills
             call.route(f"queue:{transfer.target}")
         elif transfer.kind is NodeType.EXTENSION:
             call.route(f"extension:{transfer.target}")
-        else:   # voicemail: no mailboxes yet; a person is better than a dead end
-            log.warning("call %s: IVR asked for %s %s, which this server has not: hanging up",
-                        call_id, transfer.kind.value, transfer.target)
-            call.hangup("ivr_no_voicemail", side="system")
+        else:   # voicemail: the message is left in that mailbox (404 if there is no such one)
+            call.route(f"voicemail:{transfer.target}")
 
     def is_open(name: str) -> bool:
         try:
@@ -78,7 +79,13 @@ async def wire_ivr(*, db: aiosqlite.Connection, engine: MediaEngine, calls: Call
             log.warning("IVR asks about time condition %r, which is not configured: taken as open", name)
             return True
 
+    def book_callback(call_id: str, queue: str, number: str) -> None:
+        """The flow's callback node: the caller is called back from `queue` when an agent is free."""
+        if calls.queues is None or not calls.queues.book_callback(queue, number, time.time()):
+            log.warning("call %s: IVR callback to %r from queue %r not booked", call_id, number, queue)
+
     runner = IvrRunner(engine, flows, lookups, route=route, hangup=_hangup_in(calls), is_open=is_open,
+                       book_callback=book_callback,
                        recordings=data_dir / "recordings", sound_dirs=(data_dir / "sounds", SOUNDS))
 
     def start(call: Call, flow: str) -> None:

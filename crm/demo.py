@@ -132,6 +132,10 @@ async def seed_demo(
     log.info("demo data seeded: %d members, %d events", members, events)
 
 
+#: The admin role's allow-list in the demo: loopback and the private ranges (RFC 1918, RFC 4193).
+DEMO_ADMIN_NETWORKS = ("127.0.0.0/8", "::1", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+
+
 @dataclass
 class _Staff:
     supervisor: Actor
@@ -163,6 +167,9 @@ async def _organisation(crm: Crm, password: str, admin_password: str | None) -> 
     ])  # fmt: skip
     if admin_password is not None:
         await org.create_user(SYSTEM, "admin", "系统管理员", admin_password, roles=["admin"], department_id=hq.id)
+    # Seed 000 (远程访问针对IP的限制): administration only from the office network. The demo's
+    # office is this machine and the private ranges, so the demo still works locally and on a LAN.
+    await org.set_role_networks(SYSTEM, "admin", DEMO_ADMIN_NETWORKS)
     actors = {u.username: await org.actor_for_user(u.id) for u in users}
     return _Staff(
         supervisor=actors["supervisor1"],

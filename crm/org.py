@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from crm import access, audit, common, passwords
+from crm import access, audit, common, networks, passwords
 from crm.access import Actor, DataScope
 from crm.clock import Clock, to_iso
 from crm.db import Database, IntegrityError, Transaction
@@ -49,6 +49,8 @@ class Role:
     data_scope: DataScope
     permissions: frozenset[str]
     builtin: bool
+    #: Networks (CIDR) the role may work from; empty: anywhere (crm.networks).
+    networks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -221,10 +223,11 @@ class OrgService:
         async with self.db.reading() as r:
             roles = await r.fetch_all("SELECT * FROM roles ORDER BY id")
             perms = await r.fetch_all("SELECT role_id, permission FROM role_permissions")
+            nets = await networks.networks_of_roles(r)
         by_role: dict[int, set[str]] = {}
         for p in perms:
             by_role.setdefault(p["role_id"], set()).add(p["permission"])
-        return [self._role(row, by_role.get(row["id"], set())) for row in roles]
+        return [self._role(row, by_role.get(row["id"], set()), nets.get(row["id"], ())) for row in roles]
 
     async def get_role(self, actor: Actor, name: str) -> Role:
         actor.require(access.ORG_READ)
@@ -295,8 +298,47 @@ class OrgService:
             if await tx.fetch_value("SELECT 1 FROM user_roles WHERE role_id = ? LIMIT 1", (role.id,)):
                 raise Conflict(f"role {name!r} is still held by users", code="role.in_use")
             await tx.execute("DELETE FROM role_permissions WHERE role_id = ?", (role.id,))
+            await tx.execute("DELETE FROM role_networks WHERE role_id = ?", (role.id,))
             await tx.execute("DELETE FROM roles WHERE id = ?", (role.id,))
             await audit.record(tx, self.clock, actor, "role", role.id, "delete", before=role)
+
+    async def set_role_networks(
+        self, actor: Actor, name: str, entries: Iterable[str] | str, *, address: str | None = None
+    ) -> Role:
+        """Replace the networks role `name` may work from (empty: anywhere).
+
+        `address` is where the acting administrator is now: a list under which they could no
+        longer work from there (no role of theirs would allow it) is refused, so nobody locks
+        themselves out by a typo."""
+        actor.require(access.ORG_WRITE)
+        parsed = networks.parse_networks(entries)
+        async with self.db.transaction() as tx:
+            before = await self._role_by_name(tx, name)
+            if address is not None and actor.user_id is not None:
+                held = await networks.networks_of_user(tx, actor.user_id)
+                if before.id in held:
+                    held[before.id] = parsed
+                    if not networks.user_allows(list(held.values()), address):
+                        raise ValidationError("networks", f"your own address {address} would no longer be allowed",
+                                              code="network.self_lockout")  # fmt: skip
+            await networks.store_role_networks(tx, before.id, parsed)
+            after = await self._role_by_name(tx, name)
+            await audit.record(tx, self.clock, actor, "role", before.id, "set_networks",
+                               before={"networks": before.networks}, after={"networks": after.networks})  # fmt: skip
+        return after
+
+    async def address_allowed(self, user_id: int, address: str) -> bool:
+        """May the user work from `address`? Any of their roles allowing it is enough."""
+        async with self.db.reading() as r:
+            held = await networks.networks_of_user(r, user_id)
+        return networks.user_allows(list(held.values()), address)
+
+    async def record_refused_address(self, user_id: int, address: str, where: str) -> None:
+        """Audit a sign-in or request refused because of the address (the user as actor)."""
+        async with self.db.transaction() as tx:
+            actor = await self._actor(tx, user_id)
+            await audit.record(tx, self.clock, actor, "user", user_id, "address_refused",
+                               after={"address": address, "where": where})  # fmt: skip
 
     @staticmethod
     def _check_permissions(permissions: Iterable[str]) -> frozenset[str]:
@@ -309,16 +351,17 @@ class OrgService:
         return perms
 
     @staticmethod
-    def _role(row: dict[str, Any], perms: Iterable[str]) -> Role:
+    def _role(row: dict[str, Any], perms: Iterable[str], nets: tuple[str, ...] = ()) -> Role:
         return Role(row["id"], row["name"], row["display_name"], DataScope(row["data_scope"]),
-                    frozenset(perms), bool(row["builtin"]))  # fmt: skip
+                    frozenset(perms), bool(row["builtin"]), nets)  # fmt: skip
 
     async def _role_by_name(self, tx: Transaction, name: str) -> Role:
         row = await tx.fetch_one("SELECT * FROM roles WHERE name = ?", (name,))
         if row is None:
             raise NotFound(f"role {name!r} does not exist", code="role.not_found")
         perms = await tx.fetch_all("SELECT permission FROM role_permissions WHERE role_id = ?", (row["id"],))
-        return self._role(row, (p["permission"] for p in perms))
+        nets = await tx.fetch_all("SELECT network FROM role_networks WHERE role_id = ? ORDER BY position", (row["id"],))
+        return self._role(row, (p["permission"] for p in perms), tuple(n["network"] for n in nets))
 
     # -- users ----------------------------------------------------------------------------------
     async def create_user(
@@ -470,10 +513,13 @@ class OrgService:
         return [self._user_from_row(row, names.get(row["id"], ())) for row in rows]
 
     # -- authentication -------------------------------------------------------------------------
-    async def authenticate(self, username: str, password: str) -> Actor | None:
+    async def authenticate(self, username: str, password: str, *, address: str | None = None) -> Actor | None:
         """The actor for a correct user name and password of an active user, else None.
 
-        Unknown and inactive users cost the same scrypt time as a wrong password."""
+        Unknown and inactive users cost the same scrypt time as a wrong password. With `address`
+        (where the sign-in comes from), a user none of whose roles allows that address is
+        refused with Forbidden (auth.address_not_allowed) and the refusal is audited; the
+        password is checked first, so the refusal tells nothing to someone guessing."""
         key = username.strip().casefold() if isinstance(username, str) else ""
         if not isinstance(password, str):
             return None
@@ -483,6 +529,9 @@ class OrgService:
             return None
         if not await asyncio.to_thread(passwords.verify_password, password, row["password_hash"]):
             return None
+        if address is not None and not await self.address_allowed(row["id"], address):
+            await self.record_refused_address(row["id"], address, "sign-in")
+            raise Forbidden(f"sign-in from {address} is not allowed for {key}", code="auth.address_not_allowed")
         rehash = passwords.needs_rehash(row["password_hash"], self.password_params)
         new_hash = await asyncio.to_thread(passwords.hash_password, password, self.password_params) if rehash else None
         async with self.db.transaction() as tx:

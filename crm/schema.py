@@ -908,4 +908,17 @@ INSERT INTO role_permissions (role_id, permission)
     AND NOT EXISTS (SELECT 1 FROM role_permissions x WHERE x.role_id = r.id AND x.permission = 'notice.write');
 """
 
-MIGRATIONS: list[str] = [_V1_TABLES + _V1_DEFAULTS, _V2_TABLES + _V2_DEFAULTS, _V3_TABLES + _V3_DEFAULTS]
+# 远程访问针对IP的授权或限制 (seed 000): the networks each role may work from (crm.networks).
+# No rows for a role means "from anywhere", so upgrading changes nothing until an administrator
+# restricts a role. `position` keeps the order the administrator wrote the list in.
+_V4_TABLES = """
+CREATE TABLE role_networks (
+    role_id INTEGER NOT NULL REFERENCES roles (id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    network TEXT NOT NULL,
+    PRIMARY KEY (role_id, position)
+);
+"""
+
+MIGRATIONS: list[str] = [_V1_TABLES + _V1_DEFAULTS, _V2_TABLES + _V2_DEFAULTS, _V3_TABLES + _V3_DEFAULTS,
+                         _V4_TABLES]

@@ -7,10 +7,12 @@ numbers recordings and rooms, and turns the engine's RECORDING_DONE event into t
 never on the event loop, never on the engine's tick.
 
     rec = engine.start_recording(path, caller_leg, agent_leg)    # caller left, agent right
+    engine.taps.retarget_recording(rec, caller_leg, new_agent)     # a transfer: the file goes on
     info = await engine.stop_recording(rec)                        # size, SHA-256, duration
     room = engine.create_room()
     engine.join_room(room, leg_a); engine.join_room(room, leg_b)
     engine.join_room(room, supervisor_leg, whisper_to=agent_leg)   # heard by the agent only
+    whole = engine.taps.start_room_recording(path, room)           # the mix a listener hears
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING
 from mediacore.errors import MediaError
 from mediacore.recording import RecordingFile, RecordingInfo
 from native import engine as _native
+from native import taps as _native_taps
 
 if TYPE_CHECKING:
     from mediacore.engine import AnyEndpoint, MediaEngine
@@ -33,12 +36,16 @@ log = logging.getLogger(__name__)
 
 # mixer.pxd MIXER_MAX_MEMBERS: the issue's conferences of up to 50 members.
 ROOM_CAPACITY = 50
+# A room recording names its room in the command's 32-bit `arg2` (taps.pxd TAP_RECORD_ROOM).
+_ROOM_ID_MAX = 2**31 - 1
 
 
 @dataclass
 class _Recording:
     file: RecordingFile
     done: asyncio.Future[int]
+    room: int = 0
+    "The room whose mix it records (start_room_recording); 0 for a recording of legs."
 
 
 @dataclass
@@ -76,6 +83,40 @@ class Taps:
             file.close()
             raise
         self._recordings[recording_id] = _Recording(file, asyncio.get_running_loop().create_future())
+        return recording_id
+
+    def retarget_recording(self, recording_id: int, caller: AnyEndpoint | None,
+                           agent: AnyEndpoint | None = None) -> None:
+        """From the next 20 ms tick on, record `caller` on the left and `agent` on the right into
+        the same file (a transfer replaced a party). Applied on the engine thread in order with
+        the other commands: retarget, then destroy the leg that left, and no frame is lost."""
+        if recording_id not in self._recordings:
+            raise MediaError(f"no recording {recording_id}")
+        if self._recordings[recording_id].room:
+            raise MediaError(f"recording {recording_id} records a room, not legs")
+        native = self._engine._running()
+        left = self._engine._known(caller).id if caller is not None else 0
+        right = self._engine._known(agent).id if agent is not None else 0
+        native.tap(_native_taps.RECORD_RETARGET, recording_id, left, right)
+
+    def start_room_recording(self, path: str | Path, room_id: int) -> int:
+        """Record a room's mix — every member heard by all; muted listeners and whispers are
+        not in it — on both channels of a new WAV file. Returns the recording id (stop it with
+        `stop_recording`); after the room closes, it records silence."""
+        self._room(room_id)
+        if room_id > _ROOM_ID_MAX:
+            raise MediaError(f"room id {room_id} does not fit a tap command")
+        native = self._engine._running()
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        file = RecordingFile.create(target)
+        recording_id = next(self._ids)
+        try:
+            native.tap(_native_taps.RECORD_ROOM, recording_id, 0, 0, room_id, file.kernel)
+        except BaseException:
+            file.close()
+            raise
+        self._recordings[recording_id] = _Recording(file, asyncio.get_running_loop().create_future(), room_id)
         return recording_id
 
     async def stop_recording(self, recording_id: int) -> RecordingInfo:

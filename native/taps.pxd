@@ -15,6 +15,8 @@ cdef enum TapOp:
     TAP_ROOM_JOIN           # value: room id; ep: member; arg2: TAP_MUTED|TAP_DEAF; other: whisper target
     TAP_ROOM_SET            # same fields as JOIN, for a member already in the room
     TAP_ROOM_LEAVE          # value: room id; ep: member
+    TAP_RECORD_RETARGET     # value: recording id; ep: new left, other: new right (NULL: silence)
+    TAP_RECORD_ROOM         # value: recording id; arg2: room id; data: Recorder* (the room's mix)
 
 cdef enum:
     TAP_MUTED = 1           # not heard by the others
@@ -25,6 +27,7 @@ ctypedef struct Recording:
     uint64_t id
     Endpoint* left
     Endpoint* right
+    uint64_t room           # a room recording (TAP_RECORD_ROOM): the room's id; 0 for two legs
     Recorder* rec           # owned by Python (RecordingFile); borrowed until EV_RECORDING_DONE
 
 

@@ -5,7 +5,10 @@ A recording takes two legs' received audio each tick — the caller's on the lef
 on the right — and hands them to a `Recorder` (recorder.pyx), which writes the WAV file in
 chunks and keeps its header valid. A room feeds each member's received frame to a `Conference`
 (mixer.pyx) and sends each member its N-1 mix. Legs in use here are held in FRAME input mode
-through `pcm_users`; a relay between two recorded legs goes on untouched.
+through `pcm_users`; a relay between two recorded legs goes on untouched. A recording can be
+retargeted to other legs without a gap (a transfer replaces a party: the file goes on), and a
+room recording writes the room's mix (what a listener hears: every member heard by all, no
+whisper) to both channels.
 
 Python reaches this through the engine's command ring (CMD_TAP, one sub-operation per command,
 applied on the engine thread in order with every other command), so a recording can start in
@@ -13,7 +16,7 @@ the same breath as the endpoints it records. When an endpoint is destroyed, `tap
 drops it from every recording and room before its memory goes.
 """
 
-from libc.stdint cimport int16_t, uint64_t
+from libc.stdint cimport int16_t, int32_t, uint64_t
 from libc.stdlib cimport calloc, free, realloc
 from libc.string cimport memcpy, memset
 
@@ -36,6 +39,10 @@ from native.mixer cimport (
     mixer_set_whisper,
 )
 from native.recorder cimport Recorder, recorder_flush, recorder_write
+
+# The sub-operations this module adds after the engine's TAPS table (Python: mediacore.taps).
+RECORD_RETARGET = TAP_RECORD_RETARGET
+RECORD_ROOM = TAP_RECORD_ROOM
 
 
 cdef void hold(Core* c, Endpoint* ep) noexcept nogil:
@@ -102,13 +109,33 @@ cdef void start_recording(Core* c, Taps* t, Command* cmd) noexcept nogil:
         push_event(c, &e)
         return
     r.id = <uint64_t>cmd.value
-    r.left = cmd.ep
-    r.right = cmd.other
     r.rec = <Recorder*>cmd.data
-    hold(c, r.left)
-    hold(c, r.right)
+    if cmd.arg == TAP_RECORD_ROOM:
+        r.room = <uint64_t>cmd.arg2
+    else:
+        r.left = cmd.ep
+        r.right = cmd.other
+        hold(c, r.left)
+        hold(c, r.right)
     t.recordings[t.recording_count] = r
     t.recording_count += 1
+
+
+cdef void retarget_recording(Core* c, Taps* t, Command* cmd) noexcept nogil:
+    """Record other legs from the next tick on, into the same file. The new legs are held before
+    the old ones are released, so a leg recorded before and after never leaves FRAME mode."""
+    cdef int i
+    cdef Recording* r
+    for i in range(t.recording_count):
+        r = t.recordings[i]
+        if r.id == <uint64_t>cmd.value and r.room == 0:
+            hold(c, cmd.ep)
+            hold(c, cmd.other)
+            release(c, r.left)
+            release(c, r.right)
+            r.left = cmd.ep
+            r.right = cmd.other
+            return
 
 
 cdef void write_recordings(Taps* t) noexcept nogil:
@@ -118,6 +145,8 @@ cdef void write_recordings(Taps* t) noexcept nogil:
     cdef const int16_t* right
     for i in range(t.recording_count):
         r = t.recordings[i]
+        if r.room:
+            continue                # written after the rooms are mixed
         left = r.left.in_frame if r.left != NULL and r.left.in_valid else NULL
         right = r.right.in_frame if r.right != NULL and r.right.in_valid else NULL
         recorder_write(r.rec, left, right, BUS_FRAME)
@@ -242,6 +271,30 @@ cdef void mix_rooms(Taps* t) noexcept nogil:
                     ep.out_set = 1
 
 
+cdef void write_room_recordings(Taps* t) noexcept nogil:
+    """Each room recording gets its room's mix of this tick on both channels; a room that is gone
+    (closed before the recording was stopped) records silence."""
+    cdef int i, k
+    cdef int32_t v
+    cdef Recording* r
+    cdef Room* room
+    cdef int16_t mix[BUS_FRAME]
+    for i in range(t.recording_count):
+        r = t.recordings[i]
+        if not r.room:
+            continue
+        room = find_room(t, r.room)
+        if room == NULL or room.count == 0:
+            recorder_write(r.rec, NULL, NULL, BUS_FRAME)
+            continue
+        # conf.total: the sum of every member heard by all (muted listeners and whisperers are
+        # not in it), left by mixer_mix for this tick.
+        for k in range(BUS_FRAME):
+            v = room.conf.total[k]
+            mix[k] = 32767 if v > 32767 else (-32768 if v < -32768 else <int16_t>v)
+        recorder_write(r.rec, mix, mix, BUS_FRAME)
+
+
 # --- what the engine calls ------------------------------------------------------------------------
 
 cdef Taps* taps_new() noexcept nogil:
@@ -252,8 +305,10 @@ cdef void taps_command(void* core, Command* cmd, void* arg) noexcept nogil:
     cdef Core* c = <Core*>core
     cdef Taps* t = <Taps*>arg
     cdef int i
-    if cmd.arg == TAP_RECORD_START:
+    if cmd.arg == TAP_RECORD_START or cmd.arg == TAP_RECORD_ROOM:
         start_recording(c, t, cmd)
+    elif cmd.arg == TAP_RECORD_RETARGET:
+        retarget_recording(c, t, cmd)
     elif cmd.arg == TAP_RECORD_STOP:
         for i in range(t.recording_count):
             if t.recordings[i].id == <uint64_t>cmd.value:
@@ -269,6 +324,8 @@ cdef void taps_tick(void* core, void* arg) noexcept nogil:
         write_recordings(t)
     if t.room_count:
         mix_rooms(t)
+    if t.recording_count:
+        write_room_recordings(t)
 
 
 cdef void taps_forget(void* core, Endpoint* ep, void* arg) noexcept nogil:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from acd.ivr_store import FlowStore
+from acd.recording_index import RecordingIndex
+from acd.voicemail import VoicemailStore
 from acd.webrtc_agents import WebRtcAgents
 from crm.service import Crm
 from webui.admin_pages import AdminPages
@@ -20,18 +23,23 @@ from webui.api import api_routes
 from webui.api.http import bearer_authenticator
 from webui.appointment_pages import AppointmentPages
 from webui.backup_pages import BackupPages
+from webui.catalogue_pages import CataloguePages
 from webui.dictionary_pages import DictionaryPages
+from webui.ip_allow import AddressGuard, guard_options
 from webui.ivr_pages import IvrPages
 from webui.knowledge_pages import KnowledgePages
 from webui.message_pages import MessagePages
 from webui.notice_pages import NoticePages
 from webui.pages import Pages
+from webui.profile_pages import ProfilePages
+from webui.recording_pages import RecordingPages
 from webui.report_pages import ReportPages
 from webui.sessions import SessionStore
 from webui.softphone import SoftphonePages
 from webui.supervisor_api import SupervisorApi, SupervisorControl
 from webui.survey_pages import SurveyPages
 from webui.ticket_pages import TicketPages
+from webui.voicemail_pages import VoicemailPages
 from webui.wallboard_pages import WallboardPages
 from webui.workorder_pages import WorkOrderPages
 from webui.workspace_pages import WorkspacePages
@@ -56,6 +64,12 @@ class WebServices:
     browser_agents: WebRtcAgents | None = None
     #: The IVR flows calls run (the admin's flow editor); None when the IVR is not wired in.
     ivr_flows: FlowStore | None = None
+    #: The call and room recordings (list, play, download); None when calls are not wired in.
+    recordings: RecordingIndex | None = None
+    #: The mailboxes and their messages (the voicemail page and API); None without voicemail.
+    voicemail: VoicemailStore | None = None
+    #: Reverse proxies whose X-Forwarded-For names the client (webui.ip_allow); default none.
+    trusted_proxies: Sequence[str] = ()
 
 
 def create_app(services: WebServices) -> Starlette:
@@ -91,8 +105,16 @@ def create_app(services: WebServices) -> Starlette:
                    + SurveyPages(pages).routes() + BackupPages(pages).routes())
         routes += SoftphonePages(pages, services.browser_agents).routes()
         routes += IvrPages(pages, services.ivr_flows).routes()
+        routes += CataloguePages(pages).routes() + ProfilePages(pages).routes()
         # REST API and its OpenAPI document (/api/openapi.json): API tokens or the browser's session.
         authenticate = pages.api_authenticator(bearer_authenticator(services.crm))
         routes += SupervisorApi(services.crm, authenticate, services.supervisor).routes()  # before the /api mount
+        routes += RecordingPages(pages, services.recordings, authenticate).routes()       # so is /api/recordings
+        routes += VoicemailPages(pages, services.voicemail, authenticate).routes()        # and /api/voicemail
         routes.append(Mount("/api", routes=api_routes(services.crm, authenticate=authenticate)))
-    return Starlette(routes=routes)
+    middleware = []
+    if services.crm is not None and services.sessions is not None:
+        # Per-role IP allow-lists on every signed-in request (sign-in itself: crm.org.authenticate).
+        middleware.append(Middleware(AddressGuard, **guard_options(services.crm, services.sessions,
+                                                                   services.trusted_proxies)))
+    return Starlette(routes=routes, middleware=middleware)

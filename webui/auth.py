@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from crm.access import Actor
+from webui.ip_allow import address_of
 from webui.sessions import Session
 
 SESSION_COOKIE = "cc_session"
@@ -71,4 +72,5 @@ class LoginThrottle:
 
 
 def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The socket peer, or the client a trusted proxy names (webui.ip_allow decides)."""
+    return address_of(request) or "unknown"

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -26,6 +27,7 @@ from webui.i18n import LOCALES, Translator, best_locale
 from webui.sessions import SESSION_LIFETIME, SessionStore
 
 HERE = Path(__file__).parent
+log = logging.getLogger(__name__)
 LANG_COOKIE = "cc_lang"
 PAGE_SIZE = 20
 #: The kinds of records the audit log can be filtered by.
@@ -172,12 +174,20 @@ class Pages:
         wait = self.throttle.locked_for(keys)
         if wait:
             return await self.login_form(request, t("login.locked", minutes=int(wait // 60) + 1), username, 429)
-        actor = await self.crm.org.authenticate(username, password) if username and password else None
+        address = client_address(request)
+        try:
+            actor = (await self.crm.org.authenticate(username, password, address=address)
+                     if username and password else None)
+        except Forbidden:
+            # The per-role IP allow-list (crm.networks); audited by the service.
+            log.warning("sign-in of %s refused: address %s is not allowed", username, address)
+            return await self.login_form(request, t("error.address_not_allowed.text", address=address), username, 403)
         if actor is None or actor.user_id is None:
             self.throttle.failed(keys)
             return await self.login_form(request, t("login.failed"), username, 401)
         self.throttle.succeeded(keys)
-        token, _ = await self.sessions.create(actor.user_id, t.locale)
+        token, _ = await self.sessions.create(actor.user_id, t.locale, address=address,
+                                              user_agent=request.headers.get("user-agent", ""))
         response = RedirectResponse("/", status_code=303)
         self._cookie(response, request, SESSION_COOKIE, token, int(SESSION_LIFETIME))
         response.delete_cookie(LOGIN_CSRF_COOKIE, path="/")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from acd.cdr import CdrRecord, Disposition
 from callcenter.crm_bridge import CrmBridge
 from crm.access import SYSTEM
 
@@ -39,3 +40,25 @@ async def test_voice_message_becomes_a_ticket_with_its_recording(crm):
     assert ticket.member_id == member.id and ticket.ticket_type.value == "complaint"
     call = await crm.timeline.get_call(SYSTEM, ticket.call_id)
     assert call.recording_ref == "recordings/2026/11/23/msg-1.wav" and call.member_id == member.id
+
+
+async def test_trunk_calls_reach_the_members_timeline_once(crm):
+    member = await crm.members.create(SYSTEM, "陈静", phones=["13600136000"])
+    agent = await crm.org.create_user(SYSTEM, "agent1002", "小周", "pass-word-1002", extension="1002")
+    bridge = CrmBridge(crm)
+    start = 1_795_000_000.0
+    inbound = CdrRecord("c1", "13600136000", "1002", start, start + 70, Disposition.ANSWERED, "caller", "normal",
+                        did="4008001234", trunk="telecom", answered_by="1002", answered_at=start + 10,
+                        recording_ref="2026/11/23/c1.wav")
+    crm_id = await bridge.call_finished(inbound)
+    call = await crm.timeline.get_call(SYSTEM, crm_id)
+    assert (call.member_id, call.direction.value, call.disposition.value) == (member.id, "inbound", "ANSWERED")
+    assert (call.duration, call.billsec, call.recording_ref) == (70, 60, "2026/11/23/c1.wav")
+    assert call.agent_id == agent.id
+    assert await bridge.call_finished(inbound) == crm_id          # delivered twice, stored once
+    gave_up = CdrRecord("c2", "1001", "13600136000", start, start + 5, Disposition.CANCELLED, "caller",
+                        "cancelled", trunk="telecom")
+    call = await crm.timeline.get_call(SYSTEM, await bridge.call_finished(gave_up))
+    assert (call.member_id, call.direction.value, call.disposition.value) == (member.id, "outbound", "NO ANSWER")
+    internal = CdrRecord("c3", "1001", "1002", start, start + 5, Disposition.ANSWERED, "caller", "normal")
+    assert await bridge.call_finished(internal) is None          # staff to staff: not an interaction

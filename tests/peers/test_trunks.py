@@ -24,10 +24,10 @@ ACCOUNT, PASSWORD = "02161234567", "s3cret"  # as in bench/scenarios/trunk_*.xml
 BASE_CONFIG = "demo_crm = false\n"
 
 
-async def cdr_rows(db: Path) -> list[dict]:
+async def cdr_rows(db: Path, table: str = "cdr") -> list[dict]:
     conn = await open_database(db)
     try:
-        async with conn.execute("SELECT * FROM cdr ORDER BY id") as cur:
+        async with conn.execute(f"SELECT * FROM {table} ORDER BY id") as cur:
             return [dict(row) for row in await cur.fetchall()]
     finally:
         await conn.close()
@@ -187,6 +187,11 @@ def test_a_customer_calling_a_did_reaches_its_extension_with_a_cdr(site: Site) -
             answered["disposition"]) == ("13912345678", "Customer", "1001", ACCOUNT, "carrier", "ANSWERED")
     assert (refused["did"], refused["trunk"], refused["sip_status"], refused["disposition"]) == (
         "02100000000", "carrier", 404, "FAILED")
+    # Both trunk calls are on the CRM's interaction timeline (the customer's history).
+    timeline = asyncio.run(cdr_rows(site.tmp / "data" / "callcenter.db", "calls"))
+    assert [(c["call_uuid"], c["direction"], c["caller"], c["callee"], c["disposition"]) for c in timeline] == [
+        (f"{answered['call_id']}:1", "inbound", "13912345678", "1001", "ANSWERED"),
+        (f"{refused['call_id']}:1", "inbound", "13912345678", "02100000000", "FAILED")]
 
 
 def outbound_route(*trunks: str) -> str:

@@ -8,6 +8,7 @@ from crm.errors import CrmError
 from crm.tokens import ApiToken
 from webui.api.registry import Call, Section, q
 from webui.api.schema import datetime_string, identifier, obj, string
+from webui.ip_allow import address_of
 
 api = Section("auth", "API tokens: log in for a token, list and revoke tokens")
 
@@ -48,7 +49,9 @@ def _issued(issued) -> IssuedTokenView:
                     "name": string(64)}, "username", "password"))  # fmt: skip
 async def login_for_token(call: Call) -> IssuedTokenView:
     """For scripts and third-party systems: user name and password once, then the token."""
-    actor = await call.crm.org.authenticate(call.body["username"], call.body["password"])
+    # The per-role IP allow-list applies here as at the sign-in page (403 auth.address_not_allowed).
+    actor = await call.crm.org.authenticate(call.body["username"], call.body["password"],
+                                            address=address_of(call.request))
     if actor is None:
         raise Unauthenticated("wrong user name or password", code="auth.wrong_credentials")
     return _issued(await call.crm.tokens.create(actor, name=call.body.get("name") or "api"))
