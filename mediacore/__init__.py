@@ -3,7 +3,7 @@ plays, records and mixes 20 ms frames of 16-bit PCM. See ARCHITECTURE.md, "The h
 
 from mediacore.engine import Endpoint, MediaEngine
 from mediacore.errors import MediaError
-from mediacore.events import EngineFailure, MediaEvent, RtpTimeout, StreamStats
+from mediacore.events import EngineFailure, MediaEvent, RtcpReport, RtpTimeout, StreamStats
 
 __all__ = [
     "EngineFailure",
@@ -11,6 +11,7 @@ __all__ = [
     "MediaEngine",
     "MediaError",
     "MediaEvent",
+    "RtcpReport",
     "RtpTimeout",
     "StreamStats",
 ]

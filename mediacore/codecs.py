@@ -4,7 +4,11 @@ Every encoder takes a one-dimensional int16 numpy array of exactly `frame_sample
 `sample_rate` and returns one RTP payload; every decoder takes one RTP payload and returns the
 int16 samples it carries. Players, recorders, mixers and the WebRTC bridge speak only this.
 G.711 here runs on the native table-driven kernels (`native.g711`); the engine uses the same
-kernels directly when it relays. Opus (PyAV) and L16 come in a later increment.
+kernels directly when it relays.
+
+This module is also where SDP encoding names and clock rates become the media engine's codec
+ids (`engine_codec`): G.711 µ-law and A-law, L16 and Opus are transcoded by the engine itself
+(native/codecslot.pyx), so signalling can offer them for any leg.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mediacore.errors import MediaError
+from native import engine as _engine
 from native import g711
 
 
@@ -34,6 +39,63 @@ class CodecInfo:
 
 PCMU = CodecInfo("PCMU", 0, 8000)
 PCMA = CodecInfo("PCMA", 8, 8000)
+# RFC 7587 §7: always "opus/48000/2" in a=rtpmap, whatever is sent; the payload type is dynamic
+# (111 is only the customary choice of browsers and phones).
+OPUS = CodecInfo("opus", 111, 48000, 2)
+
+
+class UnsupportedCodec(MediaError, ValueError):
+    """A codec name or clock rate the engine cannot carry."""
+
+
+@dataclass(frozen=True)
+class EngineCodec:
+    """A codec as the media engine knows it."""
+
+    name: str
+    "Canonical encoding name: PCMU, PCMA, L16 or opus."
+    codec_id: int
+    "The engine's id for it (native.engine.CODEC_IDS)."
+    clock_rate: int
+    "RTP timestamp units per second (Opus: always 48000, RFC 7587 §4.1)."
+
+    @property
+    def frame_ticks(self) -> int:
+        """RTP timestamp step of one 20 ms packet (160 for G.711, 960 for Opus)."""
+        return self.clock_rate * DEFAULT_PTIME_MS // 1000
+
+
+# Encoding name (upper case) -> (canonical name, default clock rate or None: must be said). The
+# rates each codec accepts are the engine's (native.engine.CODEC_CLOCK_RATES). L16 has no
+# default: its static payload types (RFC 3551 §6: 10, 11) are 44.1 kHz, which the engine does
+# not run, so the rate always comes from an a=rtpmap line.
+_ENGINE_CODECS: dict[str, tuple[str, int | None]] = {
+    "PCMU": ("PCMU", 8000),
+    "PCMA": ("PCMA", 8000),
+    "L16": ("L16", None),
+    "OPUS": ("opus", 48000),
+}
+ENGINE_CODEC_NAMES = tuple(spec[0] for spec in _ENGINE_CODECS.values())
+
+
+def engine_codec(name: str, clock_rate: int | None = None) -> EngineCodec:
+    """The engine codec for an SDP encoding name (case-insensitive, RFC 4566 §6) and clock rate
+    (None: the codec's only or usual rate). UnsupportedCodec (a MediaError and a ValueError)
+    when the engine cannot carry it."""
+    spec = _ENGINE_CODECS.get(name.upper()) if isinstance(name, str) else None
+    if spec is None:
+        raise UnsupportedCodec(
+            f"codec {name!r} is not supported by the media engine ({', '.join(ENGINE_CODEC_NAMES)})")
+    canonical, default = spec
+    codec_id = _engine.CODEC_IDS[canonical.upper()]
+    rates = _engine.CODEC_CLOCK_RATES[codec_id]
+    rate = default if clock_rate is None else clock_rate
+    if rate is None:
+        raise UnsupportedCodec(f"{canonical} needs a clock rate ({' or '.join(map(str, rates))} Hz)")
+    if rate not in rates:
+        raise UnsupportedCodec(
+            f"{canonical} runs at {' or '.join(map(str, rates))} Hz in the media engine, not {rate}")
+    return EngineCodec(canonical, codec_id, rate)
 
 # RFC 3551 §4.5: 20 ms is the default packetization interval for audio.
 DEFAULT_PTIME_MS = 20

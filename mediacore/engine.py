@@ -16,9 +16,16 @@ an eventfd watched with `loop.add_reader`.
     engine.send_dtmf(b, "123#")                                # RFC 4733 events toward b
 
 A leg stays a packet relay (nothing decoded) unless its audio is needed as PCM: a prompt or tone
-playing to it, `echo`, a PCM port (`create_pcm_port`, for the WebRTC bridge) or a peer of
-another codec family. Then the engine runs it through a jitter buffer and 20 ms frames at
-`BUS_RATE` (see native/framepath.pyx).
+playing to it, `echo`, a PCM port (`create_pcm_port`, for the WebRTC bridge), in-band DTMF
+detection or a peer of another codec family (G.711 µ-law and A-law relay to each other; L16 and
+Opus only to the same codec at the same rate). Then the engine runs it through a jitter buffer
+and 20 ms frames at `BUS_RATE`, transcoding through its codec slot (native/framepath.pyx,
+native/codecslot.pyx).
+
+Every leg is its own RTP session (RFC 3550 §8.2): it sends RTCP SR/RR reports with the engine's
+CNAME every `rtcp_interval` seconds (randomised), a BYE when destroyed, and takes in the far
+end's reports; `stats()` shows both sides' view of the stream (loss, jitter, round trip) and an
+`RtcpReport` event says when the far end reported (see native/rtcp.pyx, native/rtcpio.pyx).
 """
 
 from __future__ import annotations
@@ -37,8 +44,18 @@ from typing import Literal
 
 import numpy as np
 
+from mediacore.codecs import EngineCodec, engine_codec
 from mediacore.errors import MediaError
-from mediacore.events import DtmfDigit, EngineFailure, MediaEvent, PromptDone, RtpTimeout, StreamStats
+from mediacore.events import (
+    DtmfDigit,
+    EngineFailure,
+    MediaEvent,
+    PromptDone,
+    RtcpReport,
+    RtpTimeout,
+    StreamStats,
+)
+from mediacore.opus_library import load_libopus
 from mediacore.prompts import BUS_RATE, PromptCache
 from mediacore.recording import RecordingInfo
 from mediacore.taps import Taps
@@ -71,6 +88,16 @@ DTMF_MIN_MS, DTMF_MAX_MS = 40, 8000
 DTMF_MAX_DIGITS = 32
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
 
+# RFC 3550 §6.2: 5 s is the recommended fixed minimum between RTCP reports (for two-party calls
+# it is also what the bandwidth rule of §6.3.1 gives); shorter intervals are for tests and for
+# profiles that allow them (RFC 4585 §3.4).
+RTCP_INTERVAL = 5.0
+RTCP_INTERVAL_MIN, RTCP_INTERVAL_MAX = 0.05, 3600.0
+
+# Real-time priority of the engine thread, as media servers run theirs (FreeSWITCH -rp, Asterisk
+# -p): low among real-time priorities (1-99), so kernel threads that must preempt it still do.
+REALTIME_PRIORITY = 10
+
 KEEP: Literal["keep"] = "keep"
 "set_codec(..., telephone_event_pt=KEEP): leave the telephone-event payload type as it is."
 
@@ -84,11 +111,13 @@ class Endpoint:
     local_port: int
     "The RTP port (even); RTCP uses local_port + 1 (RFC 3550 §11)."
     codec: str
-    "The leg's negotiated codec: PCMU or PCMA."
+    "The leg's negotiated codec: PCMU, PCMA, L16 or opus."
     payload_type: int
     "The leg's payload type for that codec (from the SDP answer)."
     telephone_event_pt: int | None = None
     "The leg's RFC 4733 telephone-event payload type, None if not negotiated."
+    clock_rate: int = 8000
+    "The codec's RTP clock rate (timestamp units per second; Opus: 48000)."
 
     @property
     def rtcp_port(self) -> int:
@@ -115,7 +144,9 @@ AnyEndpoint = Endpoint | PcmPort
 class MediaEngine:
     """The process's media engine: endpoints on a port range, relayed by a native thread."""
 
-    def __init__(self, bind: str = "127.0.0.1", port_min: int = 10000, port_max: int = 19999) -> None:
+    def __init__(self, bind: str = "127.0.0.1", port_min: int = 10000, port_max: int = 19999, *,
+                 rtcp_interval: float = RTCP_INTERVAL, measure_residence: bool = False,
+                 realtime_priority: int = REALTIME_PRIORITY) -> None:
         try:
             self._bind_ip = ipaddress.ip_address(bind)
         except ValueError:
@@ -147,6 +178,21 @@ class MediaEngine:
         self._closed = False
         self.taps = Taps(self)
         "Recordings and conference rooms (also reachable through the methods below)."
+        if not RTCP_INTERVAL_MIN <= rtcp_interval <= RTCP_INTERVAL_MAX:
+            raise MediaError(f"rtcp_interval must be {RTCP_INTERVAL_MIN}..{RTCP_INTERVAL_MAX} s, got {rtcp_interval}")
+        self.rtcp_interval = rtcp_interval
+        "Seconds between a leg's RTCP reports, randomised 0.5-1.5x each time (RFC 3550 §6.3.1)."
+        # RFC 7022 §4.2: a short-term CNAME of 96 random bits, one per engine (RFC 3550 §6.5.1:
+        # the same for every stream we send), revealing nothing about the host.
+        self.cname = secrets.token_hex(12)
+        "The RTCP CNAME every endpoint of this engine announces in its SDES (RFC 3550 §6.5.1)."
+        self._measure_residence = measure_residence
+        if not 0 <= realtime_priority <= 99:
+            raise MediaError(f"realtime_priority must be 0 (off) or 1..99, got {realtime_priority}")
+        self.realtime_priority = realtime_priority
+        "SCHED_FIFO priority asked for the engine thread (0: normal scheduling)."
+        self.realtime = False
+        "True when the engine thread runs with `realtime_priority` (the system allowed it)."
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -159,7 +205,11 @@ class MediaEngine:
         self._check_bind_address()
         loop = loop or asyncio.get_running_loop()
         engine = _native.Engine(len(self._ports))
+        engine.configure_rtcp(self.rtcp_interval, self.cname.encode())
+        if self._measure_residence:
+            engine.configure_residence()
         engine.start()
+        self._raise_priority(engine.native_thread_id)
         self._native = engine
         self._loop = loop
         loop.add_reader(engine.event_fd, self._deliver_events)
@@ -198,14 +248,16 @@ class MediaEngine:
         codec: str = "PCMU",
         payload_type: int = 0,
         *,
+        clock_rate: int | None = None,
         rtp_timeout: float | None = None,
         telephone_event_pt: int | None = None,
     ) -> Endpoint:
-        """Open an RTP/RTCP socket pair on a free even port of the range."""
+        """Open an RTP/RTCP socket pair on a free even port of the range. `codec` is PCMU, PCMA,
+        L16 (clock_rate 8000, 16000 or 48000: required) or opus (48000); see
+        mediacore.codecs.engine_codec. An unknown codec raises UnsupportedCodec (a MediaError
+        and a ValueError)."""
         engine = self._running()
-        codec = codec.upper()   # RFC 4566 §6: encoding names are case-insensitive
-        if codec not in _native.CODEC_IDS:
-            raise MediaError(f"codec {codec!r} is not supported by the engine yet (PCMU, PCMA)")
+        spec = _engine_codec(codec, clock_rate)
         _check_payload_type("payload type", payload_type)
         if telephone_event_pt is not None:
             _check_payload_type("telephone-event payload type", telephone_event_pt)
@@ -218,21 +270,27 @@ class MediaEngine:
             endpoint_id = engine.add_endpoint(
                 rtp.fileno(),
                 rtcp.fileno(),
-                _native.CODEC_IDS[codec],
+                spec.codec_id,
                 payload_type,
                 -1 if telephone_event_pt is None else telephone_event_pt,
                 rtp_timeout or 0.0,
                 secrets.randbits(32),   # RFC 3550 §8.1: SSRC chosen at random
                 secrets.randbits(16),   # §5.1: random initial sequence number and timestamp
                 secrets.randbits(32),
+                spec.clock_rate,
             )
+        except ValueError as exc:       # the codec's state could not be set up (libopus)
+            rtp.close()
+            rtcp.close()
+            raise MediaError(str(exc)) from None
         except BaseException:
             rtp.close()
             rtcp.close()
             raise
         rtp.detach()   # the engine owns the descriptors now and closes them on destroy
         rtcp.detach()
-        endpoint = Endpoint(endpoint_id, port, codec, payload_type, telephone_event_pt)
+        endpoint = Endpoint(endpoint_id, port, spec.name, payload_type, telephone_event_pt,
+                            spec.clock_rate)
         self._endpoints[endpoint_id] = endpoint
         self._ports_in_use.add(port)
         return endpoint
@@ -291,23 +349,29 @@ class MediaEngine:
         codec: str,
         payload_type: int,
         *,
+        clock_rate: int | None = None,
         telephone_event_pt: int | None | Literal["keep"] = KEEP,
     ) -> Endpoint:
         """The leg's codec changed (a re-INVITE's answer). Returns the updated Endpoint record
-        (the old one still names the same leg)."""
+        (the old one still names the same leg). The connection to its peer follows: a relay
+        when both legs are G.711 (or the same L16/Opus), decoded frames otherwise. A new clock
+        rate also starts a new outgoing stream (new SSRC, RFC 7160 §4.1)."""
         engine = self._running()
         endpoint = self._rtp(endpoint)
-        codec = codec.upper()
-        if codec not in _native.CODEC_IDS:
-            raise MediaError(f"codec {codec!r} is not supported by the engine yet (PCMU, PCMA)")
+        spec = _engine_codec(codec, clock_rate)
         _check_payload_type("payload type", payload_type)
         event_pt = endpoint.telephone_event_pt if telephone_event_pt == KEEP else telephone_event_pt
         if event_pt is not None:
             _check_payload_type("telephone-event payload type", event_pt)
             if event_pt == payload_type:
                 raise MediaError("telephone-event and audio need different payload types")
-        engine.set_codec(endpoint.id, _native.CODEC_IDS[codec], payload_type, -1 if event_pt is None else event_pt)
-        updated = replace(endpoint, codec=codec, payload_type=payload_type, telephone_event_pt=event_pt)
+        try:
+            engine.set_codec(endpoint.id, spec.codec_id, payload_type, -1 if event_pt is None else event_pt,
+                             spec.clock_rate)
+        except ValueError as exc:
+            raise MediaError(str(exc)) from None
+        updated = replace(endpoint, codec=spec.name, payload_type=payload_type, telephone_event_pt=event_pt,
+                          clock_rate=spec.clock_rate)
         self._endpoints[endpoint.id] = updated
         return updated
 
@@ -360,9 +424,19 @@ class MediaEngine:
             raise MediaError(f"DTMF digits are 0-9 * # A-D, got {digits!r}")
         if len(digits) > DTMF_MAX_DIGITS:
             raise MediaError(f"at most {DTMF_MAX_DIGITS} digits per call, got {len(digits)}")
-        if not DTMF_MIN_MS <= duration_ms <= DTMF_MAX_MS:
-            raise MediaError(f"DTMF duration must be {DTMF_MIN_MS}..{DTMF_MAX_MS} ms, got {duration_ms}")
+        # RFC 4733 §2.3.5: the 16-bit duration counts the audio codec's clock (1365 ms at 48 kHz).
+        longest = min(DTMF_MAX_MS, 0xFFFF * 1000 // endpoint.clock_rate)
+        if not DTMF_MIN_MS <= duration_ms <= longest:
+            raise MediaError(f"DTMF duration must be {DTMF_MIN_MS}..{longest} ms, got {duration_ms}")
         engine.send_dtmf(endpoint.id, digits, duration_ms)
+
+    def detect_inband_dtmf(self, endpoint: AnyEndpoint, on: bool = True) -> None:
+        """Detect DTMF key presses sent as tones in the leg's received audio (trunks without
+        RFC 4733): each press becomes one DtmfDigit(source="inband") when it ends. The leg's
+        input is decoded to frames while this is on (its relay to a peer carries on unchanged);
+        off again, it goes back to a plain relay if nothing else needs its audio. Presses the
+        leg also signals as RFC 4733 events are reported once, from the events."""
+        self._running().inband_dtmf(self._known(endpoint).id, on)
 
     def create_pcm_port(self) -> PcmPort:
         """A socketless endpoint that exchanges 20 ms frames with Python (write_frame/read_frame)."""
@@ -416,8 +490,20 @@ class MediaEngine:
         self.taps.close_room(room_id)
 
     def stats(self, endpoint: AnyEndpoint) -> StreamStats:
-        """A consistent snapshot of the leg's counters and RFC 3550 receiver statistics."""
+        """A consistent snapshot of the leg's counters, its RFC 3550 receiver statistics and what
+        the far end last reported about our stream over RTCP (remote_* fields, round_trip_ms)."""
         return self._stats_from(self._running().stats(self._known(endpoint).id))
+
+    def residence_histogram(self, *, reset: bool = False) -> tuple[int, np.ndarray] | None:
+        """Bench probe, on with MediaEngine(measure_residence=True): how long received RTP waited
+        between its arrival (the kernel's SO_TIMESTAMPNS stamp) and the engine thread reading
+        it, as (bin width in ns, counts per bin; the last bin holds every longer wait). This is
+        the delay the engine itself adds, whatever the load generator does. None when off."""
+        probe = self._running().residence(reset)
+        if probe is None:
+            return None
+        width, counts = probe
+        return width, np.frombuffer(counts, dtype=np.uint32)
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -448,6 +534,23 @@ class MediaEngine:
         if not isinstance(current, PcmPort):
             raise MediaError(f"endpoint {port.id} is not a PCM port")
         return current
+
+    def _raise_priority(self, tid: int | None) -> None:
+        # Measured with `python -m bench media --residence`: on a busy machine the engine thread
+        # at normal priority waits for a CPU for tens of milliseconds (CFS run-queue latency), and
+        # every packet that arrives meanwhile waits with it; as a SCHED_FIFO thread it runs as
+        # soon as a packet or its tick wakes it, and the added delay stays under a millisecond.
+        # It sleeps in epoll_wait whenever it is idle, and the kernel's RT throttling
+        # (sched_rt_runtime_us) leaves the other tasks of its CPU their share even at overload.
+        if not self.realtime_priority or tid is None:
+            return
+        try:
+            os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(self.realtime_priority))
+        except OSError as exc:
+            log.info("media engine thread stays at normal priority (SCHED_FIFO %d refused: %s)",
+                     self.realtime_priority, exc.strerror)
+            return
+        self.realtime = True
 
     def _check_bind_address(self) -> None:
         probe = socket.socket(self._family, socket.SOCK_DGRAM)
@@ -517,7 +620,7 @@ class MediaEngine:
             if kind == _native.EVENT_RTP_TIMEOUT:
                 event: MediaEvent = RtpTimeout(endpoint_id)
             elif kind == _native.EVENT_DTMF:
-                event = DtmfDigit(endpoint_id, details[0], details[1])
+                event = DtmfDigit(endpoint_id, details[0], details[1], details[2])
             elif kind == _native.EVENT_PROMPT_DONE:
                 event = PromptDone(endpoint_id, details[0], details[1])
             elif kind == _native.EVENT_RECORDING_DONE:
@@ -527,6 +630,10 @@ class MediaEngine:
                 self._closing.pop(endpoint_id, None)
                 self.taps.forget_endpoint(endpoint_id)
                 event = self._stats_from(details, final=True)
+            elif kind == _native.EVENT_RTCP_REPORT:
+                stats = self._stats_from(details)
+                event = RtcpReport(endpoint_id, stats.remote_fraction_lost or 0.0, stats.remote_packets_lost or 0,
+                                   stats.remote_jitter_ms or 0.0, stats.round_trip_ms, stats)
             elif kind == _native.EVENT_FAILED:
                 event = EngineFailure(endpoint_id or None, error, os.strerror(error))
                 log.error("media engine: %s (endpoint %s)", event.message, event.endpoint_id)
@@ -540,6 +647,13 @@ class MediaEngine:
             except Exception:
                 # A faulty handler must not stop event delivery for every other call.
                 log.exception("media event handler failed on %r", event)
+
+
+def _engine_codec(name: str, clock_rate: int | None) -> EngineCodec:
+    spec = engine_codec(name, clock_rate)
+    if spec.name == "opus":
+        load_libopus()   # once per process; MediaError if there is no libopus
+    return spec
 
 
 def _check_payload_type(what: str, value: int) -> None:

@@ -51,7 +51,8 @@ class StreamStats(MediaEvent):
     dropped: int
     "Valid packets not relayed: no route, foreign source, payload type not negotiated."
     rtcp_packets_in: int
-    "RTCP packets received (on port+1, or multiplexed on the RTP port per RFC 5761)."
+    """RTCP compounds received (on port+1, or multiplexed on the RTP port per RFC 5761), including
+    those then rejected as malformed (`rtcp_malformed`)."""
     send_errors: int
     "Packets the kernel refused to send."
     ssrc_in: int | None
@@ -78,6 +79,22 @@ class StreamStats(MediaEvent):
     "RFC 4733 key presses received (each also delivered as a DtmfDigit event)."
     port_overruns: int = 0
     "PCM port: frames dropped because one side did not keep up (see MediaEngine.write_frame)."
+    rtcp_reports_out: int = 0
+    "RTCP compound reports sent (SR or RR, SDES CNAME; RFC 3550 §6.1)."
+    rtcp_malformed: int = 0
+    "Received RTCP compounds that failed the RFC 3550 A.2 validity checks, dropped whole."
+    remote_fraction_lost: float | None = None
+    """Share of our packets (0.0-1.0) the far end lost in its last report interval, from its
+    last report block about our stream (RFC 3550 §6.4.1 fraction lost / 256); None before any."""
+    remote_packets_lost: int | None = None
+    "The far end's cumulative count of our packets lost (24-bit signed, §6.4.1); None before any."
+    remote_jitter_ms: float | None = None
+    "Interarrival jitter of our stream as the far end measures it (A.8), in ms; None before any."
+    round_trip_ms: float | None = None
+    """Round-trip time from the far end's LSR/DLSR answering one of our sender reports
+    (§6.4.1), in ms; None until the peer has echoed an SR of ours."""
+    remote_bye: bool = False
+    "The far end sent an RTCP BYE (RFC 3550 §6.6): it is leaving the session."
 
     @property
     def loss_fraction(self) -> float:
@@ -85,6 +102,26 @@ class StreamStats(MediaEvent):
         if self.packets_expected <= 0:
             return 0.0
         return max(0, self.packets_lost) / self.packets_expected
+
+
+@dataclass(frozen=True)
+class RtcpReport(MediaEvent):
+    """The far end's RTCP reported on the stream we send it (an SR or RR report block about our
+    SSRC, RFC 3550 §6.4.1). Delivered at most once a second per endpoint; `MediaEngine.stats()`
+    always holds the latest figures."""
+
+    endpoint_id: int
+    "The endpoint whose outgoing stream was reported on."
+    fraction_lost: float
+    "Share of our packets (0.0-1.0) lost in the far end's last interval."
+    packets_lost: int
+    "The far end's cumulative count of our packets lost (negative with duplicates)."
+    jitter_ms: float
+    "Interarrival jitter of our stream at the far end (RFC 3550 A.8), in ms."
+    round_trip_ms: float | None
+    "Round-trip time (LSR/DLSR, §6.4.1) in ms, None if the report did not echo an SR of ours."
+    stats: StreamStats
+    "The endpoint's full statistics at the moment the report arrived."
 
 
 @dataclass(frozen=True)

@@ -9,15 +9,17 @@ cdef enum:
     BUS_RATE = 8000
     BUS_FRAME = 160          # BUS_RATE * 20 ms
     BUS_TICKS_PER_SECOND = 50
-    # Largest encoded payload of one frame the engine builds or buffers: 20 ms of L16 at 16 kHz
-    # (640 octets) fits; Opus at its maximum (RFC 6716 §3.4: 1275 octets per frame) fits too.
-    MAX_FRAME_PAYLOAD = 1280
+    # Largest encoded payload of one frame the engine builds or buffers: 20 ms of L16 at 48 kHz
+    # (1920 octets) fits, and so does Opus at its maximum (RFC 6716 §3.4: 1275 octets a frame).
+    MAX_FRAME_PAYLOAD = 1920
 
 # Codec families: endpoints of one family can relay packets (G.711 µ-law <-> A-law is a table
-# lookup per octet); between families the audio goes through bus frames.
+# lookup per octet); between families the audio goes through bus frames. L16 and Opus relay only
+# to the same codec at the same clock rate: their family is FAMILY_CODEC * codec + clock rate.
 cdef enum CodecFamily:
     FAMILY_G711 = 1
     FAMILY_PCM = 2           # a PCM port: bus frames, no RTP
+    FAMILY_CODEC = 0x100000  # above every clock rate
 
 # The codec slot: a frame-mode endpoint decodes and encodes through these two pointers, so a
 # codec with state (Opus) plugs in with its state pointer. Both return the number of samples

@@ -19,6 +19,7 @@ from posix.time cimport CLOCK_MONOTONIC
 from posix.unistd cimport close, read
 
 from native.bus cimport BUS_FRAME, BUS_RATE
+from native.codecslot cimport CodecState, codec_needs_state, codec_state_free, codec_state_new
 from native.framepath cimport frame_free
 from native.recorder cimport WavRecorder
 from native.taps cimport (
@@ -46,6 +47,7 @@ from native.medialoop cimport (
     CMD_DISCONNECT,
     CMD_DTMF,
     CMD_ECHO,
+    CMD_INBAND_DTMF,
     CMD_PLAY,
     CMD_SET_CODEC,
     CMD_SET_REMOTE,
@@ -54,6 +56,8 @@ from native.medialoop cimport (
     CMD_TAP,
     CMD_STOP_PLAY,
     CODEC_BUS,
+    CODEC_L16,
+    CODEC_OPUS,
     CODEC_PCMA,
     CODEC_PCMU,
     COMMAND_RING,
@@ -62,9 +66,13 @@ from native.medialoop cimport (
     EV_FINAL_STATS,
     EV_PROMPT_DONE,
     EV_RECORDING_DONE,
+    EV_RTCP_REPORT,
     EV_RTP_TIMEOUT,
     EVENT_RING,
     MAX_DATAGRAM,
+    RESIDENCE_BIN_NS,
+    RESIDENCE_BINS,
+    RX_CTRL,
     TAG_CLOCK,
     TAG_COMMANDS,
     TICK_NS,
@@ -81,6 +89,7 @@ from native.medialoop cimport (
     take_snapshot,
 )
 from native.pcmport cimport PcmPort, port_read, port_write
+from native.rtcp cimport RTCP_CNAME_MAX
 from native.rtpwire cimport get_port
 from native.telephone_event cimport dtmf_event_code
 from native.sysio cimport (
@@ -115,13 +124,19 @@ from native.sysio cimport (
 import os
 import threading
 
-CODEC_IDS = {"PCMU": CODEC_PCMU, "PCMA": CODEC_PCMA}
+CODEC_IDS = {"PCMU": CODEC_PCMU, "PCMA": CODEC_PCMA, "L16": CODEC_L16, "OPUS": CODEC_OPUS}
+# RTP clock rates each codec runs at here (RFC 3551 §4.5.14 G.711, §4.5.11 L16; RFC 7587 §4.1).
+CODEC_CLOCK_RATES = {CODEC_PCMU: (8000,), CODEC_PCMA: (8000,), CODEC_L16: (8000, 16000, 48000),
+                     CODEC_OPUS: (48000,)}
 EVENT_RTP_TIMEOUT = EV_RTP_TIMEOUT
 EVENT_FINAL_STATS = EV_FINAL_STATS
 EVENT_FAILED = EV_FAILED
 EVENT_DTMF = EV_DTMF
 EVENT_PROMPT_DONE = EV_PROMPT_DONE
 EVENT_RECORDING_DONE = EV_RECORDING_DONE
+EVENT_RTCP_REPORT = EV_RTCP_REPORT
+# RFC 3550 §6.2: the recommended fixed minimum interval between RTCP reports.
+RTCP_INTERVAL_DEFAULT = 5.0
 TAPS = {"record_start": TAP_RECORD_START, "record_stop": TAP_RECORD_STOP, "room_new": TAP_ROOM_NEW,
         "room_free": TAP_ROOM_FREE, "room_join": TAP_ROOM_JOIN, "room_set": TAP_ROOM_SET,
         "room_leave": TAP_ROOM_LEAVE}
@@ -165,6 +180,14 @@ cdef dict snapshot_dict(const Snapshot* s):
         "discarded": s.discarded,
         "dtmf_in": s.dtmf_in,
         "port_overruns": s.port_overruns,
+        # RTCP (RFC 3550 §6.4.1): what the far end last reported about our stream.
+        "rtcp_reports_out": s.rtcp.reports_out,
+        "rtcp_malformed": s.rtcp.malformed,
+        "remote_fraction_lost": s.rtcp.fraction_lost / 256.0 if s.rtcp.has_report else None,
+        "remote_packets_lost": s.rtcp.cumulative_lost if s.rtcp.has_report else None,
+        "remote_jitter_ms": s.remote_jitter_ms if s.rtcp.has_report else None,
+        "round_trip_ms": s.rtcp.rtt_ns / 1e6 if s.rtcp.has_rtt else None,
+        "remote_bye": bool(s.rtcp.peer_bye),
     }
 
 
@@ -216,6 +239,11 @@ cdef class Engine:
         c.frame_hook_arg = self.taps
         c.tap_command = taps_command
         c.endpoint_gone = taps_forget
+        c.rtcp_interval_ns = <int64_t>(RTCP_INTERVAL_DEFAULT * 1e9)
+        # RFC 7022 §4.2: a random CNAME until configure_rtcp() names the engine's own.
+        cname = os.urandom(12).hex().encode()
+        memcpy(c.rtcp_cname, <const char*>cname, len(cname))
+        c.rtcp_cname_len = len(cname)
         pthread_mutex_init(&c.state_lock, NULL)
         pthread_mutex_init(&c.command_lock, NULL)
         pthread_cond_init(&c.command_space, NULL)
@@ -325,6 +353,8 @@ cdef class Engine:
         free(c.commands)
         free(c.events)
         free(c.rx_data)
+        free(c.residence)
+        free(c.rx_ctrl)
         free(c)
         self.core = NULL
         free(self.table)
@@ -335,6 +365,45 @@ cdef class Engine:
         self.drained = NULL
         self.prompts.clear()      # nothing plays from them any more
         self.recorders.clear()
+
+    def configure_rtcp(self, double interval, bytes cname) -> None:
+        """Before `start()`: the RTCP report interval in seconds (RFC 3550 §6.2, randomised
+        0.5-1.5x per report) and the CNAME every endpoint announces (§6.5.1, up to 64 octets)."""
+        self._check_open()
+        if self.thread is not None:
+            raise RuntimeError("configure RTCP before starting the engine")
+        if not 0.05 <= interval <= 3600.0:
+            raise ValueError(f"RTCP interval must be 0.05..3600 s, got {interval}")
+        if not 0 < len(cname) <= RTCP_CNAME_MAX:
+            raise ValueError(f"a CNAME is 1..{RTCP_CNAME_MAX} octets, got {len(cname)}")
+        self.core.rtcp_interval_ns = <int64_t>(interval * 1e9)
+        memcpy(self.core.rtcp_cname, <const char*>cname, len(cname))
+        self.core.rtcp_cname_len = len(cname)
+
+    def configure_residence(self) -> None:
+        """Before `start()`: switch on the bench probe that histograms how long relayed RTP
+        waits between its arrival (the kernel's stamp) and the engine reading it."""
+        self._check_open()
+        if self.thread is not None:
+            raise RuntimeError("configure the residence probe before starting the engine")
+        if self.core.residence != NULL:
+            return
+        self.core.residence = <uint32_t*>calloc(RESIDENCE_BINS, sizeof(uint32_t))
+        self.core.rx_ctrl = <uint8_t*>calloc(BATCH, RX_CTRL)
+        if self.core.residence == NULL or self.core.rx_ctrl == NULL:
+            raise MemoryError()
+
+    def residence(self, bint reset=False) -> tuple:
+        """(bin width in ns, counts per bin as bytes of uint32) of the residence probe, or None if
+        it is off; with `reset` the bins start again from zero (an approximate cut: the engine
+        thread keeps counting meanwhile)."""
+        self._check_open()
+        if self.core.residence == NULL:
+            return None
+        data = PyBytes_FromStringAndSize(<const char*>self.core.residence, RESIDENCE_BINS * sizeof(uint32_t))
+        if reset:
+            memset(self.core.residence, 0, RESIDENCE_BINS * sizeof(uint32_t))
+        return RESIDENCE_BIN_NS, data
 
     @property
     def event_fd(self) -> int:
@@ -387,20 +456,28 @@ cdef class Engine:
     # -- endpoints --
 
     def add_endpoint(self, int rtp_fd, int rtcp_fd, int codec, int payload_type, int event_pt,
-                     double rtp_timeout, uint32_t ssrc, uint16_t first_seq, uint32_t first_ts) -> int:
+                     double rtp_timeout, uint32_t ssrc, uint16_t first_seq, uint32_t first_ts,
+                     uint32_t clock_rate=8000) -> int:
         """Hand two bound non-blocking UDP sockets to the engine (it closes them on destroy).
-        Returns the endpoint id."""
+        Returns the endpoint id. Opus needs libopus loaded (mediacore.opus_library)."""
         cdef Endpoint* ep
-        _check_codec(codec, payload_type, event_pt)
+        cdef CodecState* state
+        _check_codec(codec, clock_rate, payload_type, event_pt)
         if rtp_fd < 0 or rtcp_fd < 0:
             raise ValueError("invalid socket descriptor")
-        ep = self._new_endpoint()
+        state = _new_codec_state(codec, clock_rate)
+        try:
+            ep = self._new_endpoint()
+        except BaseException:
+            codec_state_free(state)
+            raise
+        ep.codec_state = state   # the endpoint owns it from here (frame_free)
         ep.rtp_fd = rtp_fd
         ep.rtcp_fd = rtcp_fd
         ep.codec = codec
         ep.payload_type = payload_type
         ep.event_pt = event_pt
-        ep.clock_rate = 8000     # G.711 (RFC 3551 §4.5.14)
+        ep.clock_rate = clock_rate
         ep.out_ssrc = ssrc
         ep.first_seq = first_seq
         ep.first_ts = first_ts
@@ -579,20 +656,35 @@ cdef class Engine:
             cmd.value = <int64_t>duration_ms * ep.clock_rate // 1000
             self._push(&cmd)
 
-    def set_codec(self, uint64_t endpoint_id, int codec, int payload_type, int event_pt) -> None:
-        """The endpoint's codec changed (re-INVITE)."""
+    def set_codec(self, uint64_t endpoint_id, int codec, int payload_type, int event_pt,
+                  uint32_t clock_rate=8000) -> None:
+        """The endpoint's codec changed (re-INVITE). A new clock rate starts a new outgoing
+        stream (new SSRC, RFC 7160 §4.1)."""
         cdef Endpoint* ep = self._lookup(endpoint_id)
         cdef Command cmd
+        cdef CodecState* state
         if ep.is_port:
             raise ValueError("a PCM port has no codec")
-        _check_codec(codec, payload_type, event_pt)
+        _check_codec(codec, clock_rate, payload_type, event_pt)
+        state = _new_codec_state(codec, clock_rate)
         memset(&cmd, 0, sizeof(Command))
         cmd.op = CMD_SET_CODEC
         cmd.ep = ep
         cmd.arg = codec
         cmd.arg2 = payload_type
         cmd.value = event_pt
-        self._push(&cmd)
+        cmd.data = state         # the engine thread installs it and frees the old one
+        cmd.data_len = clock_rate
+        try:
+            self._push(&cmd)
+        except BaseException:
+            codec_state_free(state)
+            raise
+
+    def inband_dtmf(self, uint64_t endpoint_id, bint on) -> None:
+        """Detect DTMF tones in the endpoint's received audio (EV_DTMF with `inband` set), or
+        stop doing so."""
+        self._simple(CMD_INBAND_DTMF, endpoint_id, on)
 
     # -- recordings and rooms (taps.pyx) --
 
@@ -666,7 +758,7 @@ cdef class Engine:
 
     def drain_events(self) -> list:
         """Take every waiting event: a list of (kind, endpoint_id, error, details) where details
-        is the stats dict (FINAL_STATS), (digit, duration_ms) (DTMF), (play_id, completed)
+        is the stats dict (FINAL_STATS), (digit, duration_ms, source) (DTMF), (play_id, completed)
         (PROMPT_DONE) or None."""
         cdef uint64_t value
         cdef int k, i
@@ -686,10 +778,10 @@ cdef class Engine:
         out = []
         for i in range(k):
             e = &self.drained[i]
-            if e.kind == EV_FINAL_STATS:
+            if e.kind == EV_FINAL_STATS or e.kind == EV_RTCP_REPORT:
                 details = snapshot_dict(&e.stats)
             elif e.kind == EV_DTMF:
-                details = (chr(e.digit), e.duration_ms)
+                details = (chr(e.digit), e.duration_ms, "inband" if e.inband else "rfc4733")
             elif e.kind == EV_RECORDING_DONE:
                 # The engine no longer writes through this recorder: Python may close it.
                 self.recorders.pop(e.endpoint_id, None)
@@ -704,8 +796,18 @@ cdef class Engine:
         return out
 
 
-def _check_codec(int codec, int payload_type, int event_pt):
-    if codec not in (CODEC_PCMU, CODEC_PCMA):
+def _check_codec(int codec, uint32_t clock_rate, int payload_type, int event_pt):
+    rates = CODEC_CLOCK_RATES.get(codec)
+    if rates is None:
         raise ValueError(f"unsupported codec id {codec}")
+    if clock_rate not in rates:
+        raise ValueError(f"codec id {codec} runs at {' or '.join(map(str, rates))} Hz, not {clock_rate}")
     if not 0 <= payload_type <= 127 or not -1 <= event_pt <= 127:
         raise ValueError("payload types are 0..127")
+
+
+cdef CodecState* _new_codec_state(int codec, uint32_t clock_rate) except? NULL:
+    """The codec's state (resamplers, Opus encoder and decoder), NULL for codecs without."""
+    if not codec_needs_state(codec, clock_rate):
+        return NULL
+    return codec_state_new(codec, clock_rate)

@@ -3,8 +3,9 @@
 
 An endpoint is in RELAY mode (medialoop.pyx rewrites and forwards its packets as they arrive)
 unless something needs its audio as frames. Then its received audio goes through the adaptive
-jitter buffer (jitter.pyx) and is decoded through the endpoint's codec slot into `in_frame`,
-once per tick. Each tick has two phases:
+jitter buffer (jitter.pyx) and is decoded through the endpoint's codec slot (codecslot.pyx:
+G.711, L16, Opus, resampled to the bus rate) into `in_frame`, once per tick; a leg that listens
+for in-band DTMF runs its tone detector (dtmfdetect.pyx) on that frame. Each tick has two phases:
 
 1. inputs: every FRAME endpoint's `in_frame` (jitter buffer, or the frames Python wrote to a
    PCM port); then the frame hook (Core.frame_hook) where the conference mixer and the
@@ -31,15 +32,23 @@ from native.bus cimport (
     BUS_FRAME,
     BUS_RATE,
     BUS_TICKS_PER_SECOND,
+    FAMILY_CODEC,
     FAMILY_G711,
     FAMILY_PCM,
     MAX_FRAME_PAYLOAD,
 )
-from native.g711 cimport alaw_decode_buf, alaw_encode_buf, ulaw_decode_buf, ulaw_encode_buf
+from native.codecslot cimport CodecState, codec_functions, codec_state_free, codec_state_reset
+from native.dtmfdetect cimport (
+    DtmfDetector,
+    dtmf_detector_feed,
+    dtmf_detector_held,
+    dtmf_detector_init,
+)
 from native.jitter cimport JitterBuffer, jb_pull, jb_put, jb_reset
 from native.medialoop cimport (
     CMD_DTMF,
     CMD_ECHO,
+    CMD_INBAND_DTMF,
     CMD_PLAY,
     CMD_SET_CODEC,
     CMD_STOP_PLAY,
@@ -58,7 +67,7 @@ from native.medialoop cimport (
 )
 from native.pcmport cimport port_give_output, port_take_input
 from native.rtpwire cimport wr16, wr32
-from native.sysio cimport pthread_mutex_destroy, sockaddr, socklen_t
+from native.sysio cimport monotonic_ns, pthread_mutex_destroy, sockaddr, socklen_t
 from native.telephone_event cimport (
     DTX_IDLE,
     DtmfSender,
@@ -73,66 +82,43 @@ from native.telephone_event cimport (
 cdef extern from "<sys/socket.h>" nogil:
     ssize_t sendto(int fd, const void* buf, size_t n, int flags, const sockaddr* addr, socklen_t len)
 
+cdef extern from "<sys/random.h>" nogil:
+    ssize_t getrandom(void* buf, size_t n, unsigned int flags)
+
 cdef enum:
     RTP_HEADER = 12      # RFC 3550 §5.1 fixed header; generated packets carry no CSRC/extension
 
-
-# --- the codec slot: G.711 (the only codecs of the engine today) ---------------------------------
-
-cdef Py_ssize_t _ulaw_decode(void* state, const uint8_t* payload, Py_ssize_t n, int16_t* out,
-                             Py_ssize_t max_out) noexcept nogil:
-    if n > max_out:
-        return -1
-    ulaw_decode_buf(payload, out, n)       # G.711: one octet per sample
-    return n
+# In-band detection stays quiet for this long after an RFC 4733 event packet on the same leg: a
+# trunk that sends events often leaves the tones in the audio too, and a key press is reported
+# once (the event arrives from the tone's start, the in-band report only after its end).
+cdef int64_t INBAND_AFTER_EVENT_NS = 1000000000
+cdef int16_t SILENCE[BUS_FRAME]
 
 
-cdef Py_ssize_t _alaw_decode(void* state, const uint8_t* payload, Py_ssize_t n, int16_t* out,
-                             Py_ssize_t max_out) noexcept nogil:
-    if n > max_out:
-        return -1
-    alaw_decode_buf(payload, out, n)
-    return n
-
-
-cdef Py_ssize_t _ulaw_encode(void* state, const int16_t* pcm, Py_ssize_t n, uint8_t* out,
-                             Py_ssize_t max_out) noexcept nogil:
-    if n > max_out:
-        return -1
-    ulaw_encode_buf(pcm, out, n)
-    return n
-
-
-cdef Py_ssize_t _alaw_encode(void* state, const int16_t* pcm, Py_ssize_t n, uint8_t* out,
-                             Py_ssize_t max_out) noexcept nogil:
-    if n > max_out:
-        return -1
-    alaw_encode_buf(pcm, out, n)
-    return n
-
+# --- the codec slot (codecslot.pyx) and codec families -------------------------------------------
 
 cdef void frame_setup(Endpoint* ep) noexcept nogil:
-    if ep.codec == CODEC_PCMU:
-        ep.decode = _ulaw_decode
-        ep.encode = _ulaw_encode
-    elif ep.codec == CODEC_PCMA:
-        ep.decode = _alaw_decode
-        ep.encode = _alaw_encode
-    else:
-        ep.decode = NULL
-        ep.encode = NULL
-    ep.codec_state = NULL
+    # The state (ep.codec_state) was made with the GIL by native.engine for this codec and rate.
+    codec_functions(ep.codec, ep.clock_rate, &ep.decode, &ep.encode)
 
 
 cdef inline int family(const Endpoint* ep) noexcept nogil:
-    return FAMILY_PCM if ep.codec == CODEC_BUS else FAMILY_G711
+    """Endpoints of one family relay packets to each other; others meet through bus frames.
+    G.711 µ-law and A-law are one family (the relay converts the law octet by octet); L16 and
+    Opus relay only to the same codec at the same clock rate, the payload untouched (Opus <->
+    Opus keeps the sender's packets: no second encoding, no added delay)."""
+    if ep.codec == CODEC_PCMU or ep.codec == CODEC_PCMA:
+        return FAMILY_G711
+    if ep.codec == CODEC_BUS:
+        return FAMILY_PCM
+    return <int>(FAMILY_CODEC * ep.codec + ep.clock_rate)
 
 
 # --- modes --------------------------------------------------------------------------------------
 
 cdef void frame_refresh(Core* c, Endpoint* ep) noexcept nogil:
     cdef Event e
-    cdef int need = (ep.is_port or ep.echo or ep.pcm_users > 0
+    cdef int need = (ep.is_port or ep.echo or ep.pcm_users > 0 or ep.inband_dtmf
                      or (ep.route_to != NULL and (ep.route_to.is_port
                                                   or family(ep.route_to) != family(ep))))
     if need and not ep.is_port:
@@ -147,6 +133,7 @@ cdef void frame_refresh(Core* c, Endpoint* ep) noexcept nogil:
                 push_event(c, &e)
         if need and not ep.rx_frames:
             jb_reset(ep.jb)
+            codec_state_reset(<CodecState*>ep.codec_state)   # history from before the relay
     ep.rx_frames = need
     if not need:
         ep.in_valid = 0
@@ -159,15 +146,90 @@ cdef void frame_refresh(Core* c, Endpoint* ep) noexcept nogil:
 
 # --- input --------------------------------------------------------------------------------------
 
-cdef inline void report_dtmf(Core* c, Endpoint* a, int event, uint32_t duration) noexcept nogil:
+cdef void report_dtmf(Core* c, Endpoint* a, int event, uint32_t duration) noexcept nogil:
     cdef Event e
     memset(&e, 0, sizeof(Event))
     e.kind = EV_DTMF
     e.endpoint_id = a.id
     e.digit = dtmf_digit_char(event)
+    # RFC 4733 §2.3.5: the duration is in units of the audio codec's RTP clock.
     e.duration_ms = <int>(<uint64_t>duration * 1000 // a.clock_rate)
     a.dtmf_in += 1
     push_event(c, &e)
+    # A peer fed with frames (another codec family) gets no relayed packets, events included:
+    # the key press is sent to it anew, in its own clock, now that its length is known.
+    cdef Endpoint* b = a.route_to
+    cdef uint64_t scaled
+    if b != NULL and b.peer_frames and b.route_from == a and b.event_pt >= 0:
+        scaled = <uint64_t>duration * b.clock_rate // a.clock_rate
+        dtmf_tx_queue(&b.dtmf_tx, event, <uint32_t>(scaled if scaled < 0xFFFF else 0xFFFF))
+
+
+cdef void inband_tick(Core* c, Endpoint* ep, int64_t now) noexcept nogil:
+    """Feed this tick's received frame to the leg's tone detector; a key press is reported once,
+    when it ends (like an RFC 4733 event), with how long the tone lasted."""
+    cdef DtmfDetector* d = ep.inband
+    cdef int held = dtmf_detector_held(d)
+    cdef Event e
+    if ep.in_valid:
+        dtmf_detector_feed(d, ep.in_frame, BUS_FRAME)
+    elif held:
+        dtmf_detector_feed(d, SILENCE, BUS_FRAME)   # the stream stopped during a press: end it
+    else:
+        return
+    # Presses are taken from the held digit below; the detector's queue of starts is not needed.
+    d.queue_len = 0
+    if not held or dtmf_detector_held(d) == held:
+        return
+    if ep.dtmf_rx.active and now - ep.dtmf_rx.last_ns < INBAND_AFTER_EVENT_NS:
+        return                                      # already reported from its RFC 4733 events
+    memset(&e, 0, sizeof(Event))
+    e.kind = EV_DTMF
+    e.endpoint_id = ep.id
+    e.digit = held
+    e.duration_ms = <int>(d.last_duration * 1000 // d.rate)
+    e.inband = 1
+    push_event(c, &e)
+
+
+cdef void inband_switch(Core* c, Endpoint* ep, int on) noexcept nogil:
+    cdef Event e
+    if on and ep.inband == NULL:
+        ep.inband = <DtmfDetector*>calloc(1, sizeof(DtmfDetector))
+        if ep.inband == NULL:
+            memset(&e, 0, sizeof(Event))
+            e.kind = EV_FAILED
+            e.endpoint_id = ep.id
+            e.error = ENOMEM
+            push_event(c, &e)
+            on = 0
+        else:
+            dtmf_detector_init(ep.inband, BUS_RATE)
+    elif not on and ep.inband != NULL:
+        free(ep.inband)
+        ep.inband = NULL
+    ep.inband_dtmf = on
+    frame_refresh(c, ep)
+
+
+cdef void restart_stream(Endpoint* ep, uint32_t old_rate) noexcept nogil:
+    """The clock rate of what ep sends changed: RFC 7160 §4.1 wants a new SSRC for it, so the
+    stream starts over (RFC 3550 §8.2: a new source). Queued RFC 4733 durations were counted in
+    the old clock (§2.3.5) and are converted; an event half sent is dropped with the old stream."""
+    cdef uint32_t ssrc = 0
+    cdef int i
+    cdef DtmfSender* tx = &ep.dtmf_tx
+    if getrandom(&ssrc, sizeof(ssrc), 0) != sizeof(ssrc) or ssrc == ep.out_ssrc:
+        ssrc = ep.out_ssrc ^ <uint32_t>(<uint64_t>monotonic_ns() * <uint64_t>2654435761)
+    ep.out_ssrc = ssrc
+    ep.out_started = 0
+    ep.out_bound = 0
+    cdef int slots = sizeof(tx.queue_duration) // sizeof(uint32_t)
+    for i in range(tx.count):
+        tx.queue_duration[(tx.head + i) % slots] = <uint32_t>(
+            <uint64_t>tx.queue_duration[(tx.head + i) % slots] * ep.clock_rate // old_rate)
+    if tx.state != DTX_IDLE:
+        tx.state = DTX_IDLE
 
 
 cdef int frame_on_rtp(Core* c, Endpoint* a, const uint8_t* payload, Py_ssize_t length, int pt,
@@ -361,6 +423,8 @@ cdef void frame_tick(Core* c, int64_t now) noexcept nogil:
             # RFC 3550 A.8 jitter (scaled by 16) in bus samples: what the buffer adapts to.
             jitter = <uint32_t>((<uint64_t>(ep.source.jitter >> 4)) * BUS_RATE // ep.clock_rate)
             ep.in_valid = jb_pull(ep.jb, ep.decode, ep.codec_state, jitter, ep.in_frame)
+        if ep.inband != NULL:
+            inband_tick(c, ep, now)
         ep = ep.next
     if c.frame_hook != NULL:
         c.frame_hook(c, c.frame_hook_arg)
@@ -375,6 +439,7 @@ cdef void frame_tick(Core* c, int64_t now) noexcept nogil:
 
 cdef void frame_command(Core* c, Command* cmd) noexcept nogil:
     cdef Endpoint* ep = cmd.ep
+    cdef uint32_t old_rate
     if cmd.op == CMD_PLAY:
         if ep.playing:
             finish_play(c, ep, 0)    # replaced by the new prompt
@@ -398,8 +463,15 @@ cdef void frame_command(Core* c, Command* cmd) noexcept nogil:
         ep.codec = cmd.arg
         ep.payload_type = cmd.arg2
         ep.event_pt = <int>cmd.value
+        if <uint32_t>cmd.data_len != ep.clock_rate:
+            old_rate = ep.clock_rate
+            ep.clock_rate = <uint32_t>cmd.data_len
+            restart_stream(ep, old_rate)
         if ep.event_pt < 0:
             ep.dtmf_tx.count = 0     # nothing negotiated to send queued digits with
+        # The old codec's state goes (made by native.engine, owned by ep from here on).
+        codec_state_free(<CodecState*>ep.codec_state)
+        ep.codec_state = <void*>cmd.data
         frame_setup(ep)
         if ep.jb != NULL:
             jb_reset(ep.jb)          # buffered packets are in the old codec
@@ -408,6 +480,8 @@ cdef void frame_command(Core* c, Command* cmd) noexcept nogil:
             frame_refresh(c, ep.route_to)
         if ep.route_from != NULL:
             frame_refresh(c, ep.route_from)
+    elif cmd.op == CMD_INBAND_DTMF:
+        inband_switch(c, ep, cmd.arg)
 
 
 cdef void frame_release(Core* c, Endpoint* ep) noexcept nogil:
@@ -418,6 +492,10 @@ cdef void frame_release(Core* c, Endpoint* ep) noexcept nogil:
 cdef void frame_free(Endpoint* ep) noexcept nogil:
     free(ep.jb)
     ep.jb = NULL
+    codec_state_free(<CodecState*>ep.codec_state)
+    ep.codec_state = NULL
+    free(ep.inband)
+    ep.inband = NULL
     if ep.port != NULL:
         pthread_mutex_destroy(&ep.port.lock)
         free(ep.port)

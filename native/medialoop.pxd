@@ -7,8 +7,10 @@ from libc.string cimport memcpy
 from posix.unistd cimport write
 
 from native.bus cimport BUS_FRAME, frame_decoder, frame_encoder
+from native.dtmfdetect cimport DtmfDetector
 from native.jitter cimport JitterBuffer
 from native.pcmport cimport PcmPort
+from native.rtcp cimport RTCP_CNAME_MAX, RtcpState
 from native.rtpstats cimport SourceStats
 from native.sysio cimport (
     epoll_event,
@@ -36,6 +38,10 @@ cdef enum:
     EVENT_RING = 8192
     # The engine clock: one tick per G.711/Opus frame (RFC 3551 §4.5: 20 ms default packetization).
     TICK_NS = 20000000
+    # The residence probe: 10 µs bins up to 1 s (the last bin holds everything longer).
+    RESIDENCE_BIN_NS = 10000
+    RESIDENCE_BINS = 100001
+    RX_CTRL = 64                # room for one SCM_TIMESTAMPNS control message
 
 # epoll user data: the two wake-up descriptors use small tags; an endpoint socket uses the
 # Endpoint's address (at least 8-byte aligned) with the low bit set for its RTCP socket.
@@ -47,6 +53,8 @@ cdef enum Codec:
     CODEC_PCMU = 0   # G.711 µ-law, RFC 3551 static payload type 0
     CODEC_PCMA = 1   # G.711 A-law, RFC 3551 static payload type 8
     CODEC_BUS = 2    # a PCM port: bus frames exchanged with Python, no RTP
+    CODEC_L16 = 3    # RFC 3551 §4.5.11: 16-bit big-endian linear PCM (clock 8000/16000/48000)
+    CODEC_OPUS = 4   # RFC 7587: Opus, RTP clock 48000 whatever the audio bandwidth
 
 cdef enum CommandOp:
     CMD_ADD = 1
@@ -61,9 +69,11 @@ cdef enum CommandOp:
     CMD_STOP_PLAY
     CMD_ECHO            # arg: on/off
     CMD_DTMF            # arg: RFC 4733 event code, value: duration in timestamp units
-    CMD_SET_CODEC       # arg: codec, arg2: payload type, value: telephone-event PT (-1 none)
+    CMD_SET_CODEC       # arg: codec, arg2: payload type, value: telephone-event PT (-1 none),
+                        # data: the new codec state (codecslot.pxd, NULL for G.711), data_len: clock rate
     # Recordings and conference rooms (taps.pyx applies these through Core.tap_command).
     CMD_TAP             # arg: the tap operation (taps.pxd TapOp); the other fields per operation
+    CMD_INBAND_DTMF     # arg: on/off (framepath.pyx)
 
 cdef enum EventKind:
     EV_RTP_TIMEOUT = 1
@@ -72,6 +82,7 @@ cdef enum EventKind:
     EV_DTMF             # digit, duration_ms: one RFC 4733 key press received
     EV_PROMPT_DONE      # play_id, completed: a player finished or was interrupted
     EV_RECORDING_DONE   # endpoint_id: the recording's id, error: its first errno (0: none)
+    EV_RTCP_REPORT      # stats: the far end reported on our stream (rtcp.pyx; at most 1/s/leg)
 
 
 ctypedef struct Counters:
@@ -173,6 +184,14 @@ cdef struct Endpoint:
     Endpoint* prev
     Endpoint* next_dead
 
+    # --- in-band DTMF (framepath.pyx): tones in the received audio, detected on the bus frames ---
+    int inband_dtmf             # detection asked for: the input runs in FRAME mode
+    DtmfDetector* inband        # allocated while on
+
+    # --- RTCP (rtcp.pyx; sent on the tick and on destroy, received in medialoop.pyx) ---
+    RtcpState rtcp
+    int rtcp_remote_known       # rtcp_remote is valid (signalled port + 1, or latched)
+
 
 ctypedef struct Snapshot:
     uint64_t id
@@ -193,6 +212,8 @@ ctypedef struct Snapshot:
     uint64_t discarded          # jitter buffer: packets dropped to shrink delay / on jumps
     uint64_t dtmf_in
     uint64_t port_overruns      # PCM port: frames dropped because a ring was full
+    RtcpState rtcp              # what RTCP sent and heard (rtcp.pxd)
+    double remote_jitter_ms     # rtcp.jitter in milliseconds of our stream's clock
 
 
 ctypedef struct Command:
@@ -217,6 +238,7 @@ ctypedef struct Event:
     int duration_ms             # EV_DTMF
     uint64_t play_id            # EV_PROMPT_DONE
     int completed               # EV_PROMPT_DONE: played to the end (0: stopped/replaced)
+    int inband                  # EV_DTMF: detected as tones in the audio (0: RFC 4733 events)
 
 
 # Called once per tick after every endpoint's in_frame is ready and before any out_frame is
@@ -268,6 +290,17 @@ ctypedef struct Core:
     mmsghdr tx_msgs[BATCH]
     iovec tx_iov[BATCH]
     epoll_event ready[MAX_EPOLL_EVENTS]
+
+    # RTCP (rtcp.pyx): set before the thread starts.
+    int64_t rtcp_interval_ns    # RFC 3550 §6.2 report interval (randomised per report)
+    uint8_t rtcp_cname[RTCP_CNAME_MAX]  # one CNAME for every endpoint of the engine (§6.5.1)
+    int rtcp_cname_len
+
+    # Bench probe (engine.pyx configure_residence): how long relayed RTP waited between the
+    # kernel's arrival stamp (SO_TIMESTAMPNS) and the engine reading it, in RESIDENCE_BIN_NS
+    # bins; NULL when off (then nothing here costs anything).
+    uint32_t* residence
+    uint8_t* rx_ctrl            # BATCH control buffers of RX_CTRL octets for the stamps
 
 
 cdef inline void push_event(Core* c, Event* e) noexcept nogil:

@@ -21,6 +21,7 @@ from libc.errno cimport EINTR, errno
 from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free
 from libc.string cimport memcpy, memset
+from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
 from posix.unistd cimport close, read, write
 
 from native.framepath cimport (
@@ -34,6 +35,8 @@ from native.framepath cimport (
     frame_tick,
 )
 from native.g711 cimport alaw_to_ulaw_buf, ulaw_to_alaw_buf
+from native.rtcp cimport rtcp_arm, rtcp_reschedule
+from native.rtcpio cimport on_muxed_rtcp, on_rtcp_readable, send_rtcp
 from native.rtpstats cimport (
     source_expected,
     source_lost,
@@ -59,6 +62,14 @@ from native.sysio cimport (
     EPOLLIN,
     MSG_DONTWAIT,
     MSG_TRUNC,
+    SCM_TIMESTAMPNS,
+    SO_TIMESTAMPNS,
+    SOL_SOCKET,
+    CMSG_DATA,
+    CMSG_FIRSTHDR,
+    CMSG_NXTHDR,
+    cmsghdr,
+    setsockopt,
     __ATOMIC_ACQUIRE,
     atomic_load_int,
     epoll_ctl,
@@ -81,6 +92,8 @@ cdef enum:
     PT_COMFORT_NOISE = 13
     # Ticks run back to back after a stall of the engine thread: 5 (100 ms) at most.
     MAX_CATCH_UP = 5
+    # RFC 3550 §5.1: the fixed RTP header; the rest of a relayed packet's header is not payload.
+    RTP_FIXED_HEADER = 12
 
 
 # --- events out (push_event is inline in medialoop.pxd) ----------------------------------------
@@ -111,6 +124,9 @@ cdef void take_snapshot(Endpoint* ep, Snapshot* s) noexcept nogil:
         s.discarded = ep.jb.discarded
     if ep.port != NULL:
         s.port_overruns = ep.port.in_overruns + ep.port.out_overruns
+    s.rtcp = ep.rtcp
+    if ep.clock_rate:
+        s.remote_jitter_ms = ep.rtcp.jitter * 1000.0 / ep.clock_rate
 
 
 cdef void report_failure(Core* c, uint64_t endpoint_id, int error) noexcept nogil:
@@ -174,6 +190,7 @@ cdef void apply_command(Core* c, Command* cmd) noexcept nogil:
     cdef Endpoint* old
     cdef epoll_event ev
     cdef Event e
+    cdef int one
     if cmd.op == CMD_ADD and ep.is_port:
         frame_setup(ep)
         frame_refresh(c, ep)
@@ -184,6 +201,9 @@ cdef void apply_command(Core* c, Command* cmd) noexcept nogil:
         c.live = ep
     elif cmd.op == CMD_ADD:
         frame_setup(ep)
+        if c.residence != NULL:
+            one = 1
+            setsockopt(ep.rtp_fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(int))
         ev.events = EPOLLIN
         ev.data.u64 = <uint64_t><size_t>ep
         if epoll_ctl(c.epoll_fd, EPOLL_CTL_ADD, ep.rtp_fd, &ev) != 0:
@@ -201,6 +221,9 @@ cdef void apply_command(Core* c, Command* cmd) noexcept nogil:
             c.endpoint_gone(c, ep, c.frame_hook_arg)
         unlink_routes(c, ep)
         frame_release(c, ep)
+        # RFC 3550 §6.3.7: a source that sent RTP says BYE, after an SR/RR in the same compound.
+        if ep.out_started:
+            send_rtcp(c, ep, monotonic_ns(), 1)
         if not ep.is_port:
             epoll_ctl(c.epoll_fd, EPOLL_CTL_DEL, ep.rtp_fd, NULL)
             epoll_ctl(c.epoll_fd, EPOLL_CTL_DEL, ep.rtcp_fd, NULL)
@@ -231,6 +254,8 @@ cdef void apply_command(Core* c, Command* cmd) noexcept nogil:
         ep.rtcp_remote_len = cmd.addr_len
         set_port(&ep.rtcp_remote, <uint16_t>(get_port(&cmd.addr) + 1))
         ep.rtcp_latched = 0
+        ep.rtcp_remote_known = 1
+        rtcp_arm(&ep.rtcp, monotonic_ns(), c.rtcp_interval_ns, ep.out_ssrc ^ <uint32_t>ep.id)
     elif cmd.op == CMD_CONNECT:
         if ep.route_to != NULL and ep.route_to != other:
             old = ep.route_to
@@ -307,6 +332,7 @@ cdef int accept_rtp(Core* c, Endpoint* a, Endpoint* b, int i, int64_t now) noexc
         return 0
     if is_multiplexed_rtcp(p, n):
         a.counters.rtcp_packets_in += 1
+        on_muxed_rtcp(c, a, p, n, src, now)
         return 0
     if not rtp_payload(p, n, &offset, &length):
         a.counters.malformed += 1
@@ -400,9 +426,15 @@ cdef int accept_rtp(Core* c, Endpoint* a, Endpoint* b, int i, int64_t now) noexc
     if not b.out_started or <int32_t>(ts - b.last_out_ts) > 0:
         b.last_out_ts = ts
         if pt == a.payload_type:
-            b.last_out_samples = <uint32_t>length   # G.711: one octet per sample
+            if a.codec <= CODEC_PCMA:
+                b.last_out_samples = <uint32_t>length   # G.711: one octet per sample
+            elif a.codec == CODEC_L16:
+                b.last_out_samples = <uint32_t>(length >> 1)
+            else:
+                b.last_out_samples = a.clock_rate // 50  # Opus: 20 ms packets (RFC 7587 §4.2)
     b.last_out_ns = now
     b.out_started = 1
+    b.rtcp.header_extra_out += n - length - RTP_FIXED_HEADER   # for the SR octet count
     return 1
 
 
@@ -432,6 +464,30 @@ cdef void send_batch(Core* c, Endpoint* b, int k) noexcept nogil:
     pthread_mutex_unlock(&c.state_lock)
 
 
+cdef void count_residence(Core* c, int n) noexcept nogil:
+    """The bench probe: how long each datagram of the batch waited for the engine (from the
+    kernel's arrival stamp to now, both CLOCK_REALTIME as SO_TIMESTAMPNS stamps)."""
+    cdef timespec ts, now
+    cdef cmsghdr* cm
+    cdef int64_t waited
+    cdef int i
+    clock_gettime(CLOCK_REALTIME, &now)
+    for i in range(n):
+        cm = CMSG_FIRSTHDR(&c.rx_msgs[i].msg_hdr)
+        while cm != NULL:
+            if cm.cmsg_level == SOL_SOCKET and cm.cmsg_type == SCM_TIMESTAMPNS:
+                memcpy(&ts, CMSG_DATA(cm), sizeof(timespec))
+                waited = (<int64_t>(now.tv_sec - ts.tv_sec) * 1000000000 + (now.tv_nsec - ts.tv_nsec))
+                waited = waited // RESIDENCE_BIN_NS
+                if waited < 0:
+                    waited = 0
+                elif waited >= RESIDENCE_BINS:
+                    waited = RESIDENCE_BINS - 1
+                c.residence[waited] += 1
+                break
+            cm = CMSG_NXTHDR(&c.rx_msgs[i].msg_hdr, cm)
+
+
 cdef void on_rtp_readable(Core* c, Endpoint* a) noexcept nogil:
     cdef int i, n
     cdef int k = 0
@@ -440,9 +496,15 @@ cdef void on_rtp_readable(Core* c, Endpoint* a) noexcept nogil:
     for i in range(BATCH):
         c.rx_msgs[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage)
         c.rx_msgs[i].msg_hdr.msg_flags = 0
+    if c.residence != NULL:
+        for i in range(BATCH):
+            c.rx_msgs[i].msg_hdr.msg_control = c.rx_ctrl + i * RX_CTRL
+            c.rx_msgs[i].msg_hdr.msg_controllen = RX_CTRL
     n = recvmmsg(a.rtp_fd, c.rx_msgs, BATCH, MSG_DONTWAIT, NULL)
     if n <= 0:
         return
+    if c.residence != NULL:
+        count_residence(c, n)
     # Causal order: a command queued before a packet was sent is applied before that packet is
     # handled (set_remote/connect, then "200 OK", then media). Checked after the read, so any
     # command pushed before these datagrams left their sender is visible here.
@@ -463,32 +525,10 @@ cdef void on_rtp_readable(Core* c, Endpoint* a) noexcept nogil:
         send_batch(c, b, k)
 
 
-cdef void on_rtcp_readable(Core* c, Endpoint* a) noexcept nogil:
-    # RTCP is terminated here, not relayed (each leg is its own RTP session, RFC 3550 §8.2);
-    # reports are counted now, parsed and answered (SR/RR) in a later increment.
-    cdef int i, n
-    for i in range(BATCH):
-        c.rx_msgs[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage)
-    n = recvmmsg(a.rtcp_fd, c.rx_msgs, BATCH, MSG_DONTWAIT, NULL)
-    if n <= 0:
-        return
-    pthread_mutex_lock(&c.state_lock)
-    for i in range(n):
-        if c.rx_msgs[i].msg_len >= 8 and (c.rx_data[i * MAX_DATAGRAM] >> 6) == 2:
-            a.counters.rtcp_packets_in += 1
-            if not a.rtcp_latched:
-                memcpy(&a.rtcp_remote, &c.rx_addr[i], sizeof(sockaddr_storage))
-                a.rtcp_remote_len = c.rx_msgs[i].msg_hdr.msg_namelen
-                a.rtcp_latched = 1
-        else:
-            a.counters.malformed += 1
-    pthread_mutex_unlock(&c.state_lock)
-
-
 cdef void on_tick(Core* c, int64_t now) noexcept nogil:
-    """The 20 ms clock: RTP timeouts, then the frame path (jitter-buffer playout, players, echo,
-    PCM ports, RFC 4733 sending, the frame hook for mixers and recorders); later RTCP reports
-    (RFC 3550 §6.2 intervals)."""
+    """The 20 ms clock: RTP timeouts and RTCP reports that are due (RFC 3550 §6.2 intervals),
+    then the frame path (jitter-buffer playout, players, echo, PCM ports, RFC 4733 sending, the
+    frame hook for mixers and recorders)."""
     cdef Endpoint* ep
     cdef Event e
     c.ticks += 1
@@ -502,6 +542,10 @@ cdef void on_tick(Core* c, int64_t now) noexcept nogil:
             e.kind = EV_RTP_TIMEOUT
             e.endpoint_id = ep.id
             push_event(c, &e)
+        # RFC 3550 §6.2: each leg reports on its own schedule (armed once its RTCP peer is known).
+        if ep.rtcp.next_ns and now >= ep.rtcp.next_ns:
+            send_rtcp(c, ep, now, 0)
+            rtcp_reschedule(&ep.rtcp, now, c.rtcp_interval_ns)
         ep = ep.next
     frame_tick(c, now)
     pthread_mutex_unlock(&c.state_lock)

@@ -44,6 +44,22 @@ cdef extern from "<sys/socket.h>" nogil:
         MSG_DONTWAIT
         MSG_TRUNC
 
+    # Ancillary data (cmsg(3)): the kernel's arrival timestamps (socket(7) SO_TIMESTAMPNS).
+    struct cmsghdr:
+        size_t cmsg_len
+        int cmsg_level
+        int cmsg_type
+
+    cmsghdr* CMSG_FIRSTHDR(msghdr* msgh)
+    cmsghdr* CMSG_NXTHDR(msghdr* msgh, cmsghdr* cmsg)
+    unsigned char* CMSG_DATA(cmsghdr* cmsg)
+    int setsockopt(int sockfd, int level, int optname, const void* optval, socklen_t optlen)
+
+    enum:
+        SOL_SOCKET
+        SO_TIMESTAMPNS
+        SCM_TIMESTAMPNS
+
 
 cdef extern from "<netinet/in.h>" nogil:
     struct in_addr:
