@@ -38,13 +38,14 @@ from acd.features import (
     apply_feature_code,
     parse_feature_code,
 )
+from acd.hold import hold_changed
 from acd.queue_calls import QueueRouter
 from acd.routing import OutboundRoute, select_route
 from acd.supervision import Supervision, parse_supervision
 from acd.transfer import BlindTransfer, Parties, on_refer
 from acd.voicemail_calls import VoicemailCalls
 from acd.webrtc_agents import SipRinging
-from mediacore.engine import Endpoint, MediaEngine, PcmPort
+from mediacore.engine import AnyEndpoint, Endpoint, MediaEngine
 from mediacore.errors import MediaError
 from mediacore.events import MediaEvent, RtpTimeout
 from sipstack.registrar import Registrar
@@ -274,8 +275,10 @@ class Call(Dialing, Parties):
         self._answered_ext: str | None = None
         self._chain: ForwardChain | None = None
         self._steps = 0
-        #: The transfer under way (acd.transfer), and legs handed over to another call by one.
+        #: The transfer under way (acd.blind_transfer), and legs handed over to another call by one.
         self.transfer: BlindTransfer | None = None
+        #: The sides ("a", "b") whose party holds the call (acd.hold: the other hears music).
+        self.held_by: set[str] = set()
         self._detached: set[Leg] = set()
         #: The number of the party on each side ("a": the caller's side, "b": the callee's).
         self._parties: dict[str, str] = {}
@@ -487,7 +490,9 @@ class Call(Dialing, Parties):
         if isinstance(event, Refer):
             on_refer(self, leg, event)
         elif isinstance(event, Progress):
-            if self.answered_leg is None:
+            if self.transfer is not None:
+                self.transfer.ringing()
+            elif self.answered_leg is None and self.answered_at is None:
                 self.inbound.ring()
         elif isinstance(event, Answered):
             agent = self.agent_legs.get(leg)
@@ -556,6 +561,9 @@ class Call(Dialing, Parties):
         if not negotiated.remote_hold and negotiated.remote_address not in ("0.0.0.0", "::"):
             self.manager.engine.set_remote(endpoint, negotiated.remote_address, negotiated.remote_port)
         leg.accept_offer(answer.to_bytes())
+        side = self.side_of(leg)
+        if side is not None and self.transfer is None:
+            hold_changed(self, side, negotiated.remote_hold)
 
     def _connect(self, leg: Leg, sdp: bytes) -> None:
         m = self.manager
@@ -587,6 +595,8 @@ class Call(Dialing, Parties):
             m.recording.bridged(self)
         if answered_here:
             m.engine.set_rtp_timeout(self.endpoint_b, m.policy.rtp_timeout)
+            if self.transfer is not None:
+                self.transfer.reached()
             return
         self.inbound.answer(self.answer_a.to_bytes())
         m.publish(CallAnswered(self.id, self.answered_by, self.answered_at))
@@ -594,7 +604,7 @@ class Call(Dialing, Parties):
 
     # ------------------------------------------------------------- browser agents (acd.webrtc_agents)
 
-    def connect_browser(self, port: PcmPort, extension: str) -> None:
+    def connect_browser(self, port: AnyEndpoint, extension: str) -> None:
         """A browser agent answered: its engine port takes the callee's place."""
         m = self.manager
         if self._step is not None:
@@ -609,10 +619,14 @@ class Call(Dialing, Parties):
         m.engine.connect(self.endpoint_a, port)
         if m.recording is not None:
             m.recording.bridged(self, port)
+        answered_here = self.answered_at is not None  # a queue, an IVR, a transfer to this agent
         self.answered_at = time.time()
-        self.inbound.answer(self.answer_a.to_bytes())
+        if not answered_here:
+            self.inbound.answer(self.answer_a.to_bytes())
         m.publish(CallAnswered(self.id, extension, self.answered_at))
         self._arm_max_duration()
+        if self.transfer is not None:
+            self.transfer.reached()
 
     def browser_failed(self, status: int, busy: bool) -> None:
         """Every browser rung refused or gave up; SIP phones of the step may still ring."""
@@ -644,8 +658,11 @@ class Call(Dialing, Parties):
         self._finish(EndCause.NORMAL if self.answered_at else EndCause.FAILED, side, 0, cause_text=reason)
 
     def _refuse(self, status: int, reason: str | None, *, cause: EndCause | None = None) -> None:
+        if self.transfer is not None and not self._ended:
+            self.transfer.failed(status)   # the transferor hears it; the call goes on or ends there
+            return
         self.status = status
-        if not self._ended:
+        if not self._ended and isinstance(self.inbound, InboundLeg):  # not a party a transfer put there
             self.inbound.listener = None
             self.inbound.reject(status, reason)
         self._finish(cause or (EndCause.BUSY if status == 486 else EndCause.REJECTED), "system", status)
@@ -658,6 +675,8 @@ class Call(Dialing, Parties):
             timer.cancel()
         if self._step is not None:
             self._step.cancel()
+        if self.transfer is not None:
+            self.transfer.abandoned()   # before the CDR: the segment to the target ends unanswered
         m = self.manager
         if self.queue_id is not None and m.queues is not None:
             m.queues.ended(self, side, time.time())
@@ -695,9 +714,13 @@ class Call(Dialing, Parties):
         """A transfer completed: the CDR of the segment that ends now (its parties, its times),
         and a new segment of the same call from now on, between the parties bridged now."""
         now = time.time()
-        self.manager.write_cdr(self._record(now, Disposition.ANSWERED, side, cause, self.status, None))
+        self.manager.write_cdr(self.segment_record(side, cause, now))
         self.segment += 1
         self.started_at = self.answered_at = now
+
+    def segment_record(self, side: str, cause: str, ended: float | None = None) -> CdrRecord:
+        """The CDR of the current (answered) segment if it ended now, hung up by `side`."""
+        return self._record(ended or time.time(), Disposition.ANSWERED, side, cause, self.status, None)
 
     def _record(self, ended: float, disposition: Disposition, side: str, cause: str, status: int,
                 loss: float | None) -> CdrRecord:
@@ -710,8 +733,9 @@ class Call(Dialing, Parties):
         return CdrRecord(
             call_id=self.id, segment=self.segment, caller=caller, callee=callee, started_at=self.started_at,
             ended_at=ended, disposition=disposition, hangup_side=side, hangup_cause=cause,
-            answered_by=(self._parties.get("joined", "") if self.segment > 1 else self.answered_by)
-            if self.answered_at else "",
+            # Who joined by an attended transfer or a take-over, else whoever answered the
+            # number dialled (or transferred to).
+            answered_by=(self._parties.get("joined") or self.answered_by) if self.answered_at else "",
             answered_at=self.answered_at, sip_status=status, did=self.did, trunk=self.trunk_name,
             caller_name=caller_ext.display_name if caller_ext else (
                 self.caller_name if self.from_trunk is not None and caller == self.caller else ""),

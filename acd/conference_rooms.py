@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -88,6 +89,8 @@ class Member:
     tries: int = 0
     moderator: bool = False
     muted: bool = False
+    #: When the member got into the room (wall-clock seconds; 0 while still keying the PIN).
+    joined_at: float = 0.0
 
 
 @dataclass
@@ -113,6 +116,10 @@ class ConferenceRooms:
 
     def has_room(self, number: str) -> bool:
         return number in self._config
+
+    def rooms(self) -> list[RoomConfig]:
+        """The configured rooms, in number order (the web UI lists them, open or not)."""
+        return sorted(self._config.values(), key=lambda r: r.number)
 
     def start(self, call_id: str, endpoint: Endpoint, caller: str, number: str) -> None:
         """An answered call to room `number`: ask for the PIN, or let it in."""
@@ -224,6 +231,7 @@ class ConferenceRooms:
                 self.recording.room_opened(member.room, room.engine_id)
         member.stage = Stage.IN_ROOM
         member.moderator = moderator
+        member.joined_at = time.time()
         member.muted = room.others_muted and not moderator
         self._engine.join_room(room.engine_id, member.endpoint, muted=member.muted)
         for other in room.members.values():

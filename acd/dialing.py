@@ -30,6 +30,7 @@ from sipstack.trunk_manager import Trunk
 from sipstack.uri import NameAddr, SipUri
 
 if TYPE_CHECKING:
+    from acd.blind_transfer import BlindTransfer
     from acd.calls import CallManager
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,9 @@ HOLD_MUSIC = SOUNDS / "moh" / "default.wav"
 #: Destinations one call may pass through (forwards, hunt fallbacks): a ring group whose
 #: fallback is itself would otherwise ring for ever.
 MAX_DESTINATIONS = 12
+
+#: Destinations that take the call here, at once: a transfer to one is through when it is routed.
+ANSWERED_HERE = (Kind.QUEUE, Kind.ECHO, Kind.IVR, Kind.CONFERENCE, Kind.VOICEMAIL, Kind.VOICEMAIL_MAIN)
 
 
 class Dialing:
@@ -68,6 +72,7 @@ class Dialing:
     _answered_ext: str | None
     _chain: ForwardChain | None
     _steps: int
+    transfer: BlindTransfer | None
 
     if TYPE_CHECKING:  # defined by Call
         def _refuse(self, status: int, reason: str | None, *, cause: EndCause | None = None) -> None: ...
@@ -93,7 +98,8 @@ class Dialing:
             if self.queue_id is None or m.queues is None:
                 self._refuse(404, "Not Found: no such queue")
                 return
-            self.inbound.ring()  # the caller hears ringback while waiting (prompts and MOH come later)
+            if self.answered_at is None:
+                self.inbound.ring()  # the caller hears ringback while waiting (prompts and MOH come later)
             m.queues.enqueue(self, self.queue_id, time.time())
         elif kind is Kind.EXTENSION:
             self._dial_extension(target)
@@ -119,6 +125,8 @@ class Dialing:
             m.conference(self, target)
         elif kind in (Kind.VOICEMAIL, Kind.VOICEMAIL_MAIN):
             self._voicemail(kind, target)
+        if kind in ANSWERED_HERE and self.transfer is not None and not self._ended:
+            self.transfer.reached()   # a blind transfer's target took the call (acd.blind_transfer)
 
     def _voicemail(self, kind: Kind, mailbox: str) -> None:
         """Leave a message in `mailbox`, or listen to it ("" : the caller keys which). The CDR
@@ -335,8 +343,10 @@ class Dialing:
             # What the caller sends comes back on the caller's own stream (same port, so a
             # strictly symmetric phone accepts it).
             m.engine.echo(self.endpoint_a)
+        answered = self.answered_at is not None   # routed on by an IVR or a transfer
         self.answered_at = time.time()
-        self.inbound.answer(self.answer_a.to_bytes())
+        if not answered:
+            self.inbound.answer(self.answer_a.to_bytes())
         m.publish(CallAnswered(self.id, what, self.answered_at))
         self._arm_max_duration()
 

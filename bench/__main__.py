@@ -13,6 +13,7 @@ SCENARIOS = {
     "crm": ("bench.crm", "main"),
     "acd": ("bench.acd", "main"),
     "web": ("bench.web", "main"),
+    "webrtc": ("bench.webrtc", "main"),
 }
 
 

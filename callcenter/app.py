@@ -43,6 +43,7 @@ from callcenter.config import Config, ConfigError
 from callcenter.crm_bridge import CrmBridge
 from callcenter.database import apply_all, open_database
 from callcenter.ivr_wiring import DEMO_ROOMS, media_dispatcher, wire_conferences, wire_ivr, with_demo_numbers
+from callcenter.looplag import LoopLagMonitor
 from callcenter.tls import ensure_self_signed, server_context
 from crm.db import Database
 from crm.demo import seed_demo
@@ -51,6 +52,7 @@ from crm.schema import MIGRATIONS as CRM_MIGRATIONS
 from crm.service import Crm
 from mediacore.engine import MediaEngine
 from mediacore.recording import RepairAction, repair_directory
+from mediacore.webrtc_workers import WebRtcWorkerPool, default_worker_count
 from sipstack.addressing import Transport
 from sipstack.auth import DigestAlgorithm
 from sipstack.errors import SipParseError
@@ -111,6 +113,9 @@ class Application:
         self.engine: MediaEngine | None = None
         self.calls: CallManager | None = None
         self.browser_agents: WebRtcAgents | None = None
+        self.webrtc_workers: WebRtcWorkerPool | None = None
+        self.loop_lag = LoopLagMonitor()
+        "How late the event loop runs what is due (/metrics: callcenter_event_loop_lag_seconds)."
         self.ivr: IvrRunner | None = None
         self.conferences: ConferenceRooms | None = None
         self.recordings: RecordingIndex | None = None
@@ -130,6 +135,7 @@ class Application:
 
     async def start(self) -> None:
         cfg = self.config
+        self.loop_lag.start()
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         db_path = cfg.data_dir / "callcenter.db"
         # A backup staged for restore in the web UI replaces the database now, before anything
@@ -195,6 +201,8 @@ class Application:
 
         if self.browser_agents is not None:
             await step("browser agents", self.browser_agents.close)
+        if self.webrtc_workers is not None:
+            await step("webrtc workers", self.webrtc_workers.close)
         if self.calls is not None and self.calls.queues is not None:
             await step("queued callbacks", self.calls.queues.close)   # callbacks under way end; storage written
         if self.calls is not None:
@@ -227,6 +235,7 @@ class Application:
         for conn in (self._sip_db, self.db):
             if conn is not None:
                 await step("database", conn.close)
+        self.loop_lag.stop()   # logs the run's lag summary
 
     # ------------------------------------------------------------- parts
 
@@ -307,12 +316,13 @@ class Application:
         self.voicemail = self.calls.voicemail = VoicemailCalls(
             self.engine, mailboxes, self.directory, sound_dirs=(cfg.data_dir / "sounds", SOUNDS))
         self.bus.subscribe(CallEnded, lambda event: self.voicemail.ended(event.call_id))
+        self.calls.supervision = supervision = Supervision(self.engine, self.calls,
+                                                           CrmBridge(self.crm) if self.crm is not None else None)
         self.engine.set_event_handler(media_dispatcher(self.ivr.on_media_event, self.conferences.on_media_event,
                                                        self.voicemail.on_media_event,
                                                        router.on_media_event if router is not None else _none,
+                                                       supervision.on_media_event,   # keys 5-8 on the line
                                                        self.calls.on_media_event))
-        self.calls.supervision = Supervision(self.engine, self.calls,
-                                             CrmBridge(self.crm) if self.crm is not None else None)
         self.bus.subscribe(CallEnded, lambda event: self.calls.supervision.ended(event.call_id))
         if self.crm is not None:
             # Trunk calls onto the members' interaction timeline: what agents see on the card.
@@ -320,7 +330,11 @@ class Application:
             calls = self.calls
             self.bus.subscribe(CdrWritten, lambda event: calls.spawn(
                 timeline.call_finished(event.record), f"the CRM timeline entry of call {event.record.call_id}"))
-        self.browser_agents = WebRtcAgents(self.engine, dialplan=self.calls.dialplan)
+        # Issue #7: browser agents' aiortc work in worker processes, off this loop.
+        workers = cfg.webrtc.workers if cfg.webrtc.workers is not None else default_worker_count()
+        self.webrtc_workers = WebRtcWorkerPool(workers, nice=cfg.webrtc.worker_nice) if workers else None
+        self.browser_agents = WebRtcAgents(self.engine, cfg.webrtc.settings(), dialplan=self.calls.dialplan,
+                                           workers=self.webrtc_workers)
         self.calls.browser_agents = SipRinging(self.browser_agents)
         self.bus.subscribe(CallEnded, self.calls.browser_agents.on_event)
         await self.trunks.start()
@@ -336,6 +350,9 @@ class Application:
                                wallboard=(self.calls.queues.wallboard.snapshot
                                           if self.calls is not None and self.calls.queues is not None else None),
                                supervisor=self.calls.queues if self.calls is not None else None,
+                               supervision=self.calls.supervision if self.calls is not None else None,
+                               conferences=self.conferences,
+                               caller_names=self._caller_name,
                                recordings=self.recordings,
                                trusted_proxies=self.config.security.trusted_proxies)
         sock = socket.socket(socket.AF_INET6 if ":" in net.bind else socket.AF_INET)
@@ -356,6 +373,11 @@ class Application:
                 task.result()
                 raise OSError("the HTTP server stopped during start-up")
             await asyncio.sleep(0.01)
+
+    def _caller_name(self, number: str) -> str:
+        """An extension's display name (the rooms' member lists), else ""."""
+        extension = self.directory.get(number) if self.directory is not None else None
+        return extension.display_name if extension is not None else ""
 
     async def _seed_demo(self) -> None:
         assert self.directory is not None
@@ -462,6 +484,13 @@ class Application:
         if self.transports is not None:
             metric("callcenter_sip_connections", "gauge", "Open TCP/TLS/WebSocket SIP connections",
                    [("", len(self.transports.flows))])
+        lines.extend(self.loop_lag.prometheus())
+        if self.webrtc_workers is not None and self.webrtc_workers.started:
+            workers = self.webrtc_workers.workers
+            metric("callcenter_webrtc_worker_calls", "gauge", "Browser calls whose media runs in the worker",
+                   [(f'{{worker="{w.index}"}}', w.calls) for w in workers])
+            metric("callcenter_webrtc_worker_restarts_total", "counter", "Times the worker died and was restarted",
+                   [(f'{{worker="{w.index}"}}', w.restarts) for w in workers])
         return "\n".join(lines) + "\n"
 
 

@@ -47,6 +47,9 @@ Section and key names in the TOML file are the field names below, e.g.
     callback_key = "1"           # press 1 to hang up and be called back, keeping one's place
     skills = { "1001" = { vip = 5, en = 3 } }
 
+    [webrtc]                     # browser agents' media (mediacore.webrtc_workers)
+    workers = 2                  # processes running aiortc (default: one per CPU); 0: in the server's loop
+    worker_nice = 5              # their niceness: under CPU overload the server's loop goes first
 """
 
 from __future__ import annotations
@@ -64,6 +67,8 @@ from acd.queue_calls import QueueConfigError, QueueDefinition
 from acd.recording_rules import RecordingPolicy, RecordingRuleError
 from acd.routing import OutboundRoute, RouteConfigError
 from acd.voicemail import VoicemailConfig, VoicemailError
+from mediacore.errors import MediaError
+from mediacore.webrtc import IceServer, WebRtcSettings
 from sipstack.trunk import TrunkConfigError, TrunkSettings
 
 
@@ -134,6 +139,42 @@ class CallsConfig:
 
 
 @dataclass
+class WebRtcConfig:
+    #: Worker processes that run browser agents' WebRTC media (aiortc's ICE, DTLS-SRTP and
+    #: Opus, about a tenth of a core of Python per call), started with the first agent. None
+    #: (the default): one per CPU, so that work spreads over every core and never stalls the
+    #: server's event loop. 0: run it in the server's loop (one process; fine for a handful
+    #: of agents, the loop's lag grows with each call).
+    workers: int | None = None
+    #: Niceness added to the workers (0-19). 5: when the machine runs out of CPU, the server's
+    #: event loop (SIP, call control, every agent's signalling) keeps about three times a
+    #: worker's share, so overload costs browser audio before it costs the whole server. 0:
+    #: the workers compete on equal terms.
+    worker_nice: int = 5
+    #: `[[webrtc.ice_servers]]`: STUN/TURN servers handed to agents' browsers behind NAT, each
+    #: `urls = ["stun:stun.example.cn:3478"]` or `["turn:turn.example.cn:3478?transport=udp"]`
+    #: with `username` and `credential` for TURN. The server itself offers host candidates only
+    #: and never waits on these (trickle ICE).
+    ice_servers: list[Any] = field(default_factory=list)
+
+    def settings(self) -> WebRtcSettings:
+        """The browser-side settings; raises ConfigError for an unusable server entry."""
+        servers = []
+        for n, entry in enumerate(self.ice_servers, 1):
+            if not isinstance(entry, dict) or set(entry) - {"urls", "username", "credential"}:
+                raise ConfigError(f"[[webrtc.ice_servers]] #{n}: a table of urls, username, credential")
+            urls = entry.get("urls")
+            urls = [urls] if isinstance(urls, str) else urls
+            if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+                raise ConfigError(f"[[webrtc.ice_servers]] #{n}: urls must be a string or a list of strings")
+            try:
+                servers.append(IceServer(tuple(urls), entry.get("username"), entry.get("credential")))
+            except MediaError as exc:
+                raise ConfigError(f"[[webrtc.ice_servers]] #{n}: {exc}") from None
+        return WebRtcSettings(ice_servers=tuple(servers))
+
+
+@dataclass
 class Config:
     data_dir: Path = Path("data")
     network: NetworkConfig = field(default_factory=NetworkConfig)
@@ -159,6 +200,8 @@ class Config:
     recording: RecordingPolicy = field(default_factory=RecordingPolicy)
     #: `[voicemail]`: fallback (busy/unanswered calls to the mailbox), max_seconds, language.
     voicemail: VoicemailConfig = field(default_factory=VoicemailConfig)
+    #: `[webrtc]`: where browser agents' media runs (workers).
+    webrtc: WebRtcConfig = field(default_factory=WebRtcConfig)
 
     @property
     def advertised_address(self) -> str:
@@ -184,6 +227,15 @@ def load_config(path: Path | None) -> Config:
     plan = (raw.pop("dialplan", {}), raw.pop("ring_groups", []), raw.pop("time_conditions", []),
             raw.pop("holidays", []))
     _merge(config, raw, where=str(path))
+    workers = config.webrtc.workers
+    if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or not 0 <= workers <= 64):
+        raise ConfigError(f"{path}: [webrtc] workers must be 0..64 (0: in the server process), got {workers!r}")
+    if isinstance(config.webrtc.worker_nice, bool) or not 0 <= config.webrtc.worker_nice <= 19:
+        raise ConfigError(f"{path}: [webrtc] worker_nice must be 0..19, got {config.webrtc.worker_nice}")
+    try:
+        config.webrtc.settings()
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     try:
         config.voicemail.check()
     except VoicemailError as exc:

@@ -24,6 +24,7 @@ from webui.api.http import bearer_authenticator
 from webui.appointment_pages import AppointmentPages
 from webui.backup_pages import BackupPages
 from webui.catalogue_pages import CataloguePages
+from webui.conference_pages import ConferenceControl, ConferencePages
 from webui.dictionary_pages import DictionaryPages
 from webui.ip_allow import AddressGuard, guard_options
 from webui.ivr_pages import IvrPages
@@ -36,7 +37,7 @@ from webui.recording_pages import RecordingPages
 from webui.report_pages import ReportPages
 from webui.sessions import SessionStore
 from webui.softphone import SoftphonePages
-from webui.supervisor_api import SupervisorApi, SupervisorControl
+from webui.supervisor_api import SupervisorApi, SupervisorCalls, SupervisorControl
 from webui.survey_pages import SurveyPages
 from webui.ticket_pages import TicketPages
 from webui.voicemail_pages import VoicemailPages
@@ -60,6 +61,12 @@ class WebServices:
     wallboard: Callable[[float], dict[str, Any]] | None = None
     #: Supervisors' force actions on agents and queue calls (None when no queue is configured).
     supervisor: SupervisorControl | None = None
+    #: Supervisors onto agents' calls from the wallboard (listen ... take over); None: not offered.
+    supervision: SupervisorCalls | None = None
+    #: The conference rooms and their members (the /conferences page); None without rooms.
+    conferences: ConferenceControl | None = None
+    #: A caller's display name by number (the extension directory), for the rooms' members.
+    caller_names: Callable[[str], str] | None = None
     #: Browser agents on WebRTC (the softphone's /ws/agent); None when not wired in.
     browser_agents: WebRtcAgents | None = None
     #: The IVR flows calls run (the admin's flow editor); None when the IVR is not wired in.
@@ -108,7 +115,9 @@ def create_app(services: WebServices) -> Starlette:
         routes += CataloguePages(pages).routes() + ProfilePages(pages).routes()
         # REST API and its OpenAPI document (/api/openapi.json): API tokens or the browser's session.
         authenticate = pages.api_authenticator(bearer_authenticator(services.crm))
-        routes += SupervisorApi(services.crm, authenticate, services.supervisor).routes()  # before the /api mount
+        routes += SupervisorApi(services.crm, authenticate, services.supervisor,
+                                services.supervision).routes()                          # before the /api mount
+        routes += ConferencePages(pages, services.conferences, authenticate, services.caller_names).routes()
         routes += RecordingPages(pages, services.recordings, authenticate).routes()       # so is /api/recordings
         routes += VoicemailPages(pages, services.voicemail, authenticate).routes()        # and /api/voicemail
         routes.append(Mount("/api", routes=api_routes(services.crm, authenticate=authenticate)))

@@ -62,7 +62,7 @@ class SoftphonePages:
                 "unmute", "microphone", "speaker", "extension"]
         labels = {key: t(f"sp.{key}") for key in keys}
         for reason in ("hangup", "rejected", "no_answer", "busy", "unreachable", "agent_gone", "remote_hangup",
-                       "remote_rejected", "remote_no_answer", "shutdown", "offline", "bad_number"):
+                       "remote_rejected", "remote_no_answer", "shutdown", "offline", "bad_number", "media_failed"):
             labels[f"reason.{reason}"] = t(f"sp.reason.{reason}")
         return self.pages.render(request, viewer, "softphone.html", enabled=self.agents is not None, labels=labels)
 

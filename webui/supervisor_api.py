@@ -5,6 +5,13 @@ logged out, and hang up a queue call — what a supervisor does from the wallboa
     POST /api/supervisor/agents/{agent}/not-ready   {"reason": "break" | "lunch" | ...}
     POST /api/supervisor/agents/{agent}/logout
     POST /api/supervisor/calls/{call_id}/hangup
+    POST /api/supervisor/agents/{agent}/listen | whisper | barge | takeover
+
+The last four put the supervisor on the agent's call (acd.supervision): a browser is no media
+leg, so the server rings the supervisor's own extension (from their user record) and acts
+when it answers — 202 while it rings; a line of theirs already on the call acts at once (a
+take-over keeps it). 409 when the agent is on no call or no phone of theirs is registered,
+422 when their user has no extension. The action is audited when it takes effect.
 
 Credentials as for the rest of /api (an API token, or the browser's session cookie with its
 X-CSRF-Token). Only supervisors may: the wallboard's viewers (report.read) who also direct
@@ -18,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from starlette.requests import Request
@@ -27,8 +35,10 @@ from starlette.routing import Route
 from acd.agents import AgentState, NotReadyReason
 from acd.distributor import AcdError
 from acd.queue_calls import NotFound, SupervisorRefused
+from acd.supervision import Action, Seat, SupervisionError
 from crm import access, audit
-from crm.access import Actor
+from crm.access import SYSTEM, Actor
+from crm.errors import CrmError
 from crm.service import Crm
 from webui.api.http import Authenticator, error, unauthenticated
 
@@ -54,11 +64,23 @@ class SupervisorControl(Protocol):
     def agent_state(self, agent_id: str) -> tuple[AgentState, NotReadyReason | None]: ...
 
 
+class SupervisorCalls(Protocol):
+    """Supervisors on agents' calls (acd.supervision.Supervision)."""
+
+    def request(self, username: str, extension: str, agent: str, action: Action) -> Seat: ...
+
+
+#: What each refusal of acd.supervision answers over HTTP.
+SUPERVISION_STATUS = {"not_on_call": 409, "browser_agent": 409, "no_phone": 409, "busy": 409, "media": 503}
+
+
 class SupervisorApi:
-    def __init__(self, crm: Crm, authenticate: Authenticator, control: SupervisorControl | None) -> None:
+    def __init__(self, crm: Crm, authenticate: Authenticator, control: SupervisorControl | None,
+                 calls: SupervisorCalls | None = None) -> None:
         self.crm = crm
         self.authenticate = authenticate
         self.control = control
+        self.calls = calls
 
     def routes(self) -> list[Route]:
         return [
@@ -66,6 +88,8 @@ class SupervisorApi:
             Route("/api/supervisor/agents/{agent_id}/not-ready", self.not_ready, methods=["POST"]),
             Route("/api/supervisor/agents/{agent_id}/logout", self.logout, methods=["POST"]),
             Route("/api/supervisor/calls/{call_id}/hangup", self.hangup, methods=["POST"]),
+            *[Route(f"/api/supervisor/agents/{{agent_id}}/{action.value}", self._supervise_route(action),
+                    methods=["POST"]) for action in Action],
         ]
 
     # ------------------------------------------------------------- endpoints
@@ -103,6 +127,43 @@ class SupervisorApi:
         await self._audit(actor, "call", None, "force_hangup", None, {"call_id": call_id})
         return JSONResponse({"call_id": call_id, "ended": True})
 
+    def _supervise_route(self, action: Action) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            return await self.supervise(request, action)
+
+        return endpoint
+
+    async def supervise(self, request: Request, action: Action) -> Response:
+        actor = await self._authorised(request)
+        if isinstance(actor, Response):
+            return actor
+        if self.calls is None:
+            return error(503, "acd.no_calls", "calls are not wired in: supervision is not offered")
+        agent_id = request.path_params["agent_id"]
+        extension = await self._extension_of(actor)
+        if not extension:
+            return error(422, "supervisor.no_extension",
+                         f"{actor.username} has no extension in their user record: set one to be rung")
+        try:
+            seat = self.calls.request(actor.username, extension, agent_id, action)
+        except SupervisionError as exc:
+            return error(SUPERVISION_STATUS.get(exc.reason, 409), f"supervisor.{exc.reason}", str(exc))
+        ringing = seat.line is None
+        log.info("%s asks to %s on agent %s from extension %s (%s)", actor.username, action.value, agent_id,
+                 extension, "ringing" if ringing else "on the line")
+        return JSONResponse({"agent": agent_id, "action": action.value, "seat": seat.id, "extension": extension,
+                             "call_id": seat.target_id, "state": "ringing" if ringing else "connected"},
+                            status_code=202 if ringing else 200)
+
+    async def _extension_of(self, actor: Actor) -> str | None:
+        if actor.user_id is None:
+            return None
+        try:
+            user = await self.crm.org.get_user(SYSTEM, actor.user_id)
+        except CrmError:
+            return None
+        return user.extension
+
     # ------------------------------------------------------------- plumbing
 
     async def _agent_action(self, request: Request, action: str, reason: NotReadyReason | None) -> Response:
@@ -131,13 +192,19 @@ class SupervisorApi:
         return JSONResponse({"agent": agent_id, "state": state.value,
                              "reason": after[1].value if after[1] is not None else None})
 
-    async def _supervisor(self, request: Request) -> tuple[Actor | Response, SupervisorControl | None]:
+    async def _authorised(self, request: Request) -> Actor | Response:
         presented = "authorization" in request.headers
         actor = await self.authenticate(request)
         if actor is None:
-            return unauthenticated(invalid=presented), None
-        if not all(actor.can(p) for p in SUPERVISOR_PERMISSIONS):
-            return error(403, "auth.permission_denied", f"{actor.username} is no supervisor"), None
+            return unauthenticated(invalid=presented)
+        if not is_supervisor(actor):
+            return error(403, "auth.permission_denied", f"{actor.username} is no supervisor")
+        return actor
+
+    async def _supervisor(self, request: Request) -> tuple[Actor | Response, SupervisorControl | None]:
+        actor = await self._authorised(request)
+        if isinstance(actor, Response):
+            return actor, None
         if self.control is None:
             return error(503, "acd.no_queues", "no queue is configured"), None
         return actor, self.control
@@ -150,6 +217,11 @@ class SupervisorApi:
         except Exception:
             # The action took effect; losing its audit line must not hide that from the caller.
             log.exception("could not audit %s by %s", action, actor.username)
+
+
+def is_supervisor(actor: Actor) -> bool:
+    """The rule for every supervisor action (and for showing the wallboard's buttons)."""
+    return all(actor.can(p) for p in SUPERVISOR_PERMISSIONS)
 
 
 def _state(agent_id: str, state: AgentState, reason: NotReadyReason | None) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 """The supervisors' live wallboard: a page that a WebSocket keeps current, one snapshot a
-second (the issue's bound: every change shows within a second)."""
+second (the issue's bound: every change shows within a second). For supervisors each agent's
+row carries the supervisor's buttons (listen, whisper, barge, take over, ready, not ready,
+log out, hang up), which post to webui.supervisor_api; others see the figures only."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from acd.agents import AgentState, NotReadyReason
 from crm import access
 from webui.auth import SESSION_COOKIE
 from webui.pages import Pages
+from webui.supervisor_api import is_supervisor
 
 PUSH_INTERVAL = 1.0
 
@@ -41,7 +44,15 @@ class WallboardPages:
         t = self.pages.translator(request, viewer)
         keys = [f"state.{s.value}" for s in AgentState] + [f"reason.{r.value}" for r in NotReadyReason]
         labels = {key: t(key) for key in keys} | {"live": t("wb.live"), "reconnecting": t("wb.reconnecting")}
-        return self.pages.render(request, viewer, "wallboard.html", enabled=self.snapshot is not None, labels=labels)
+        supervise = is_supervisor(viewer.actor)
+        if supervise:
+            # Messages keep their {extension}, {action}, {agent}, {message}: the script fills them.
+            labels |= {key: t(key) for key in (
+                "wb.listen", "wb.whisper", "wb.barge", "wb.takeover", "wb.force_ready", "wb.force_not_ready",
+                "wb.force_logout", "wb.force_hangup", "wb.ringing_you", "wb.done", "wb.failed")}
+        reasons = [r.value for r in NotReadyReason if r is not NotReadyReason.AFTER_CALL]
+        return self.pages.render(request, viewer, "wallboard.html", enabled=self.snapshot is not None, labels=labels,
+                                 supervise=supervise, reasons=reasons)
 
     async def feed(self, websocket: WebSocket) -> None:
         token = websocket.cookies.get(SESSION_COOKIE, "")
@@ -57,3 +68,4 @@ class WallboardPages:
                 await asyncio.sleep(PUSH_INTERVAL)
         except (WebSocketDisconnect, RuntimeError):
             return
+

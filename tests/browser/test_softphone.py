@@ -8,16 +8,12 @@ media engine and browser-agent registry, on free ports of 127.0.0.1."""
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
-import uvicorn
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from acd.webrtc_agents import WebRtcAgents
@@ -29,6 +25,7 @@ from crm.passwords import ScryptParams
 from crm.service import Crm
 from mediacore.engine import MediaEngine
 from tests.browser.test_pages import ARTIFACTS, CHROMIUM, FLAGS
+from tests.browser.threaded_site import ThreadedSite
 from webui.app import WebServices, create_app
 from webui.sessions import MIGRATIONS as SESSION_MIGRATIONS
 from webui.sessions import SessionStore
@@ -40,44 +37,10 @@ PASSWORD = "agent-pass-1"
 MEDIA_FLAGS = ["--use-fake-device-for-media-stream", "--autoplay-policy=no-user-gesture-required"]
 
 
-class Site:
+class Site(ThreadedSite):
     """The web app with browser agents, served from a thread of its own."""
 
-    def __init__(self, data: Path) -> None:
-        self.data = data
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.failure: BaseException | None = None
-        self.port = 0
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self._thread.start()
-        if not self.ready.wait(30) or self.failure is not None:
-            raise RuntimeError(f"the test site did not start: {self.failure!r}")
-
-    def stop(self) -> None:
-        if self._stop is not None:
-            self.loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(20)
-
-    def _run(self) -> None:
-        try:
-            self.loop.run_until_complete(self._serve())
-        except BaseException as exc:  # reported to the test thread by start()
-            self.failure = exc
-            self.ready.set()
-        finally:
-            self.loop.close()
-
     async def _serve(self) -> None:
-        self._stop = asyncio.Event()
-        self.data.mkdir(parents=True, exist_ok=True)
         conn = await open_database(self.data / "callcenter.db")
         engine = MediaEngine("127.0.0.1", 39100, 39199)  # PCM ports only: no RTP socket opened
         try:
@@ -93,22 +56,7 @@ class Site:
 
             app = create_app(WebServices(health=health, metrics=lambda: "", crm=crm, sessions=SessionStore(conn),
                                          browser_agents=agents))
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-            server = uvicorn.Server(uvicorn.Config(app, loop="none", lifespan="off", log_level="warning",
-                                                   ws="websockets-sansio"))
-            server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-            task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
-            while not server.started:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.02)
-            self.ready.set()
-            await self._stop.wait()
-            await agents.close()
-            server.should_exit = True
-            await asyncio.wait_for(task, 10)
+            await self.serve_app(app, before_exit=agents.close)
         finally:
             engine.close()
             await conn.close()

@@ -84,15 +84,16 @@ def test_blind_transfer_by_the_caller_bridges_the_callee_with_the_target(site: S
     assert len(target_rtp.received) >= 40 and len(callee_rtp.received) >= 40
     assert abs(dominant_frequency(target_rtp.received) - 440) < 10
     assert abs(dominant_frequency(callee_rtp.received) - 1000) < 10
-    # One call, two segments: 1001 with 1002 until the transfer, then 1003 (on the transferor's
-    # side) with 1002 until the target hung up.
+    # One call, two segments: 1001 with 1002 until the transfer, then 1002's call to 1003 (as if
+    # the staying party had dialled it) until the target hung up.
     first, second = site.cdrs("1001", 2)
     assert first["call_id"] == second["call_id"] and (first["segment"], second["segment"]) == (1, 2)
     assert (first["caller"], first["callee"], first["answered_by"], first["hangup_side"], first["hangup_cause"]) == (
         "1001", "1002", "1002", "caller", "blind transfer")
     assert (second["caller"], second["callee"], second["answered_by"], second["hangup_side"]) == (
-        "1003", "1002", "1003", "caller")
-    assert first["ended_at"] <= second["started_at"] and second["billsec"] > 1
+        "1002", "1003", "1003", "callee")
+    # The second segment starts when the first ends (the REFER), and is answered when 1003 answers.
+    assert first["ended_at"] == second["started_at"] < second["answered_at"] and second["billsec"] > 1
 
 
 def test_blind_transfer_by_the_callee_bridges_the_caller_with_the_target(site: Site) -> None:
