@@ -5,48 +5,27 @@ demo's admin role carries seed 000's office-network allow-list."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from bench.server import ServerProcess
-from tests.browser.test_pages import ARTIFACTS, CHROMIUM, FLAGS
+from tests.browser.helpers import demo_server, sign_in
+from tests.browser.test_pages import ARTIFACTS
 
 ADMIN_PASSWORD = "s3cret-admin-pw"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    proc = ServerProcess(tmp_path_factory.mktemp("catalogue") / "data", env={"CALLCENTER_ADMIN_PASSWORD": ADMIN_PASSWORD})
-    proc.start()
-    try:
-        for _ in range(600):
-            if "demo data seeded" in proc.log():
-                break
-            asyncio.run(asyncio.sleep(0.1))
+    with demo_server(tmp_path_factory.mktemp("catalogue") / "data", ADMIN_PASSWORD) as proc:
         yield proc
-    finally:
-        proc.stop()
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def signed_in(browser: Browser, server: ServerProcess, user: str, password: str = "demo1234") -> Page:
-    page = browser.new_context(viewport={"width": 1366, "height": 768}).new_page()
-    page.goto(f"{server.http_url}/login")
-    page.get_by_label("用户名").fill(user)
-    page.get_by_label("密码").fill(password)
-    page.get_by_role("button", name="登录").click()
+    page = sign_in(browser, server.http_url, user, password)
     expect(page.get_by_role("link", name="个人设置")).to_be_visible()
     return page
 

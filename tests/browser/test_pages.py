@@ -11,17 +11,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from bench.server import ServerProcess
 from callcenter.database import open_database
 from crm.access import SYSTEM
 from crm.db import Database
 from crm.service import Crm
+from tests.browser.helpers import demo_server
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ADMIN_PASSWORD = "s3cret-admin-pw"
 # Screenshots of the main pages, kept for people to look at after a run.
 ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
@@ -31,17 +29,9 @@ HOSTILE = '王<img src=x onerror="window.__pwned=1"><script>alert(2)</script>'
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     tmp = tmp_path_factory.mktemp("web")
-    proc = ServerProcess(tmp / "data", env={"CALLCENTER_ADMIN_PASSWORD": ADMIN_PASSWORD})
-    proc.start()
-    try:
-        for _ in range(300):
-            if "demo data seeded" in proc.log():
-                break
-            asyncio.run(asyncio.sleep(0.1))
+    with demo_server(tmp / "data", ADMIN_PASSWORD, seed_timeout=30) as proc:
         asyncio.run(_add_member(tmp / "data" / "callcenter.db"))
         yield proc
-    finally:
-        proc.stop()
 
 
 async def _add_member(db_path: Path) -> None:
@@ -52,15 +42,6 @@ async def _add_member(db_path: Path) -> None:
     finally:
         await conn.close()
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def sign_in(page: Page, server: ServerProcess, user: str = "admin", password: str = ADMIN_PASSWORD) -> None:

@@ -24,7 +24,8 @@ from crm.db import Database
 from crm.passwords import ScryptParams
 from crm.service import Crm
 from mediacore.engine import MediaEngine
-from tests.browser.test_pages import ARTIFACTS, CHROMIUM, FLAGS
+from tests.browser.helpers import CHROMIUM, FLAGS
+from tests.browser.test_pages import ARTIFACTS
 from tests.browser.threaded_site import ThreadedSite
 from webui.app import WebServices, create_app
 from webui.sessions import MIGRATIONS as SESSION_MIGRATIONS

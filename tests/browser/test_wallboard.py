@@ -4,15 +4,13 @@ desk phones (SIPp dialling feature codes) within a second or two."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
 from bench.server import ServerProcess
 from bench.sipp import free_port, run_sipp
-from tests.browser.test_pages import ARTIFACTS, CHROMIUM, FLAGS, sign_in
+from tests.browser.test_pages import ARTIFACTS, sign_in
 
 QUEUE = """
 [[queues]]
@@ -22,15 +20,6 @@ strategy = "ringall"
 members = ["1001", "1002"]
 """
 
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def dial(server: ServerProcess, workdir: Path, extension: str, code: str) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
 from acd.conference_rooms import ConferenceRooms, RoomConfig
 from acd.queue_calls import QueueDefinition, QueueRouter
@@ -23,7 +23,8 @@ from crm.db import Database
 from crm.passwords import ScryptParams
 from crm.service import Crm
 from mediacore.engine import MediaEngine
-from tests.browser.test_pages import ARTIFACTS, CHROMIUM, FLAGS
+from tests.browser import helpers
+from tests.browser.test_pages import ARTIFACTS
 from tests.browser.threaded_site import ThreadedSite
 from webui.app import WebServices, create_app
 from webui.sessions import MIGRATIONS as SESSION_MIGRATIONS
@@ -70,22 +71,9 @@ def site(tmp_path: Path) -> Iterator[Site]:
         served.stop()
 
 
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
 
 def sign_in(browser: Browser, site: Site, user: str):  # type: ignore[no-untyped-def]
-    page = browser.new_context(viewport={"width": 1366, "height": 768}).new_page()
-    page.goto(f"{site.http_url}/login")
-    page.get_by_label("用户名").fill(user)
-    page.get_by_label("密码").fill(PASSWORD)
-    page.get_by_role("button", name="登录").click()
+    page = helpers.sign_in(browser, site.http_url, user, PASSWORD)
     page.goto(f"{site.http_url}/wallboard")
     return page
 

@@ -14,13 +14,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from bench.server import ServerProcess
+from tests.browser.helpers import demo_server, sign_in
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ADMIN_PASSWORD = "s3cret-admin-pw"
 ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
 SITE = ZoneInfo("Asia/Shanghai")
@@ -28,26 +26,9 @@ SITE = ZoneInfo("Asia/Shanghai")
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    proc = ServerProcess(tmp_path_factory.mktemp("desk") / "data", env={"CALLCENTER_ADMIN_PASSWORD": ADMIN_PASSWORD})
-    proc.start()
-    try:
-        for _ in range(300):
-            if "demo data seeded" in proc.log():
-                break
-            asyncio.run(asyncio.sleep(0.1))
+    with demo_server(tmp_path_factory.mktemp("desk") / "data", ADMIN_PASSWORD, seed_timeout=30) as proc:
         yield proc
-    finally:
-        proc.stop()
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 #: Signed-in browser state per user name: each user signs in once per run (scrypt is slow on
@@ -62,11 +43,7 @@ def signed_in(browser: Browser, server: ServerProcess, user: str = "admin", pass
         page = browser.new_context(storage_state=_SESSIONS[user], viewport={"width": 1366, "height": 768}).new_page()
         page.goto(f"{server.http_url}/")
     else:
-        page = browser.new_context(viewport={"width": 1366, "height": 768}).new_page()
-        page.goto(f"{server.http_url}/login")
-        page.get_by_label("用户名").fill(user)
-        page.get_by_label("密码").fill(password)
-        page.get_by_role("button", name="登录").click()
+        page = sign_in(browser, server.http_url, user, password)
     expect(page.get_by_role("heading", level=1)).to_contain_text("欢迎")
     _SESSIONS[user] = page.context.storage_state()
     return page

@@ -11,7 +11,6 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from urllib.parse import quote
 
 import numpy as np
 import pytest
@@ -20,7 +19,7 @@ import soundfile
 from bench.sipp import SippResult
 from tests.peers.test_calls import RtpPeer, sdp_port_sent, tone
 from tests.peers.test_dialplan import Site, rows, site_fixture
-from tests.peers.test_transfer import answered_dialog, talk_once_rung
+from tests.peers.test_transfer import attended_transfer
 
 pytestmark = pytest.mark.peers
 
@@ -148,32 +147,7 @@ def test_a_recording_follows_a_blind_transfer_in_one_file(site: Site) -> None:
 
 def test_after_an_attended_transfer_the_target_goes_on_in_the_transferors_place(site: Site) -> None:
     callee, target = RtpPeer(), RtpPeer()
-    stop = threading.Event()
-    results: dict[str, SippResult] = {}
-    site.phone("1008", "uas_answer.xml", callee.port)
-    site.phone("1009", "refer_target_bye.xml", target.port, extra=["-d", "2500"])
-    consult = threading.Thread(target=lambda: results.setdefault("consult", site.dial(
-        "1007", "1009", "refer_replaced_uac.xml")))
-    consult.start()
-    transferor: threading.Thread | None = None
-    try:
-        deadline = time.monotonic() + 15
-        dialog = None
-        while dialog is None and time.monotonic() < deadline:
-            dialog = answered_dialog(site.log(), "1009")
-            time.sleep(0.02)
-        assert dialog, site.log()
-        call_id, to_tag, from_tag = dialog
-        replaces = quote(f"{call_id};to-tag={to_tag};from-tag={from_tag}", safe="")
-        transferor = threading.Thread(target=lambda: results.setdefault("transferor", site.dial(
-            "1007", "1008", "refer_attended_uac.xml", talk_ms=300, keys={"target": "1009", "replaces": replaces})))
-        transferor.start()
-        talk_once_rung(site, [(callee, "1008", CALLEE_HZ), (target, "1009", TARGET_HZ)], stop)
-    finally:
-        stop.set()
-        for thread in (consult, transferor):
-            if thread is not None:
-                thread.join(timeout=40)
+    results = attended_transfer(site, callee, target, (CALLEE_HZ, TARGET_HZ), target_hold_ms=2500)
     assert results["transferor"].successful == 1, results["transferor"].output
     assert site.phone_result("1009").successful == 1 and site.phone_result("1008").successful == 1
 

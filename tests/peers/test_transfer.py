@@ -135,12 +135,15 @@ def answered_dialog(log: str, callee: str) -> tuple[str, str, str] | None:
     return None
 
 
-def test_attended_transfer_joins_the_callee_with_the_transferors_other_call(site: Site) -> None:
-    callee_rtp, target_rtp = RtpPeer(), RtpPeer()
+def attended_transfer(site: Site, callee: RtpPeer, target: RtpPeer, tones: tuple[float, float],
+                      target_hold_ms: int) -> dict[str, SippResult]:
+    """1007 calls the callee 1008 and the target 1009, then transfers 1008 to 1009 (REFER with
+    Replaces naming its second call); the callee and target phones talk `tones` once rung.
+    Returns the SIPp results of the transferor's two calls ("transferor", "consult")."""
     stop = threading.Event()
     results: dict[str, SippResult] = {}
-    site.phone("1008", "uas_answer.xml", callee_rtp.port)
-    site.phone("1009", "refer_target_bye.xml", target_rtp.port, extra=["-d", "3000"])
+    site.phone("1008", "uas_answer.xml", callee.port)
+    site.phone("1009", "refer_target_bye.xml", target.port, extra=["-d", str(target_hold_ms)])
     # 1007's second call, to the target: it ends when the server hangs it up.
     consult = threading.Thread(target=lambda: results.setdefault("consult", site.dial(
         "1007", "1009", "refer_replaced_uac.xml")))
@@ -159,12 +162,18 @@ def test_attended_transfer_joins_the_callee_with_the_transferors_other_call(site
         transferor = threading.Thread(target=lambda: results.setdefault("transferor", site.dial(
             "1007", "1008", "refer_attended_uac.xml", talk_ms=300, keys={"target": "1009", "replaces": replaces})))
         transferor.start()
-        talk_once_rung(site, [(callee_rtp, "1008", 440), (target_rtp, "1009", 1000)], stop)
+        talk_once_rung(site, [(callee, "1008", tones[0]), (target, "1009", tones[1])], stop)
     finally:
         stop.set()
         for thread in (consult, transferor):
             if thread is not None:
                 thread.join(timeout=40)
+    return results
+
+
+def test_attended_transfer_joins_the_callee_with_the_transferors_other_call(site: Site) -> None:
+    callee_rtp, target_rtp = RtpPeer(), RtpPeer()
+    results = attended_transfer(site, callee_rtp, target_rtp, (440, 1000), target_hold_ms=3000)
     assert results["transferor"].successful == 1, results["transferor"].output
     assert results["consult"].successful == 1, results["consult"].output   # the server's BYE
     assert site.phone_result("1009").successful == 1
