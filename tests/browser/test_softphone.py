@@ -8,6 +8,7 @@ media engine and browser-agent registry, on free ports of 127.0.0.1."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,17 +17,20 @@ import pytest
 import soundfile
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from acd.webrtc_agents import WebRtcAgents
+from acd.webrtc_agents import SipRinging, WebRtcAgents
 from callcenter.database import apply_migrations, open_database
 from crm import schema
 from crm.access import SYSTEM
 from crm.db import Database
 from crm.passwords import ScryptParams
 from crm.service import Crm
+from mediacore.codecs import get_decoder
 from mediacore.engine import MediaEngine
 from tests.browser.helpers import CHROMIUM, FLAGS
 from tests.browser.test_pages import ARTIFACTS
 from tests.browser.threaded_site import ThreadedSite
+from tests.mediacore.test_webrtc_bridge import dominant_frequency
+from tests.webui.test_softphone_ws import SipCaller
 from webui.app import WebServices, create_app
 from webui.sessions import MIGRATIONS as SESSION_MIGRATIONS
 from webui.sessions import SessionStore
@@ -34,6 +38,7 @@ from webui.sessions import SessionStore
 pytestmark = pytest.mark.timeout(120)
 
 TONE_HZ = 600
+CALLER_HZ = 500
 PASSWORD = "agent-pass-1"
 MEDIA_FLAGS = ["--use-fake-device-for-media-stream", "--autoplay-policy=no-user-gesture-required"]
 
@@ -50,7 +55,7 @@ class Site(ThreadedSite):
             crm = Crm.build(Database(conn), password_params=ScryptParams(log2_n=4, r=8, p=1))
             await crm.org.create_user(SYSTEM, "agent1", "林晓", PASSWORD, roles=["agent"], extension="2001")
             await engine.start()
-            agents = WebRtcAgents(engine)
+            agents = self.agents = WebRtcAgents(engine)
 
             async def health() -> dict[str, bool]:
                 return {"media": True}
@@ -163,4 +168,59 @@ def test_a_refused_microphone_is_explained_and_nothing_is_dialled(site: Site, pl
         expect(page.get_by_role("alert")).to_contain_text("麦克风权限被拒绝")
         expect(page.locator("#sp-call")).to_be_hidden()
     finally:
+        browser.close()
+
+
+def test_a_sip_caller_rings_the_agent_who_answers_in_the_browser_and_both_hear_each_other(
+        site: Site, tone_file: Path, playwright_instance) -> None:
+    """The caller's side is what the B2BUA gives a browser agent (acd.webrtc_agents.SipRinging):
+    an engine RTP endpoint whose far end is a UDP socket sending a 500 Hz G.711 tone."""
+    browser = launch(playwright_instance, "--use-fake-ui-for-media-stream",
+                     f"--use-file-for-fake-audio-capture={tone_file}")
+    caller: SipCaller | None = None
+    try:
+        page = browser.new_page(viewport={"width": 1366, "height": 900})
+        sign_in_to_softphone(page, site)
+        page.locator("#sp-processing").uncheck()
+
+        async def ring() -> SipCaller:
+            call = SipCaller(site.agents.engine, frequency=CALLER_HZ)
+            assert SipRinging(site.agents).ring(call, "2001", "王女士")
+            return call
+
+        caller = asyncio.run_coroutine_threadsafe(ring(), site.loop).result(10)
+        expect(page.locator("#sp-incoming")).to_be_visible()
+        expect(page.locator("#sp-incoming-name")).to_have_text("王女士")
+        expect(page.locator("#sp-incoming-number")).to_contain_text(caller.caller)
+        page.locator("#sp-answer").click()
+        expect(page.locator("#sp-status")).to_have_text("音频已接通", timeout=15_000)
+
+        heard = None
+        for _ in range(100):   # the caller's tone in the page's analyser
+            heard = page.evaluate(HEARD)
+            if heard and heard["db"] > -60 and abs(heard["frequency"] - CALLER_HZ) < 15:
+                break
+            page.wait_for_timeout(100)
+        assert heard is not None and abs(heard["frequency"] - CALLER_HZ) < 15, heard
+        decoder = get_decoder("PCMU")
+        to_caller = np.array([], dtype=np.int16)
+        for _ in range(100):   # the browser's fake microphone at the caller's socket
+            packets = [p for p in caller.received[-25:] if p.payload_type == 0]
+            to_caller = np.concatenate([decoder.decode(p.payload) for p in packets]) if packets else to_caller
+            if len(packets) == 25 and abs(dominant_frequency(to_caller, 8000) - TONE_HZ) < 10:
+                break
+            page.wait_for_timeout(100)
+        assert len(to_caller) and abs(dominant_frequency(to_caller, 8000) - TONE_HZ) < 10
+        assert ("answered", "2001") in caller.events
+
+        page.get_by_role("button", name="挂断").click()
+        expect(page.locator("#sp-status")).to_contain_text("通话结束")
+        for _ in range(50):
+            if any(e[0] == "hangup" for e in caller.events):
+                break
+            page.wait_for_timeout(100)
+        assert any(e[0] == "hangup" for e in caller.events), caller.events
+    finally:
+        if caller is not None:
+            site.loop.call_soon_threadsafe(caller.close)
         browser.close()
