@@ -26,7 +26,7 @@ from typing import Any
 
 from acd.call_recording import CallRecorder
 from acd.cdr import CdrRecord, CdrWriter, Disposition
-from acd.dialing import Dialing
+from acd.dialing import HOLD_MUSIC, Dialing
 from acd.dialplan import Destination, Dialplan, Kind
 from acd.directory import ExtensionDirectory
 from acd.events import CallAnswered, CallEnded, CallStarted, CdrWritten
@@ -627,6 +627,20 @@ class Call(Dialing, Parties):
         self._arm_max_duration()
         if self.transfer is not None:
             self.transfer.reached()
+
+    def hold_for_browser(self, port: AnyEndpoint, held: bool) -> None:
+        """The browser agent on `port` held the call: the caller hears music on hold (a held
+        customer who hears silence hangs up) until the agent resumes."""
+        m = self.manager
+        try:
+            if held:
+                m.engine.disconnect(self.endpoint_a)
+                m.engine.play_file(self.endpoint_a, HOLD_MUSIC, loop=True)
+            else:
+                m.engine.stop_playback(self.endpoint_a)
+                m.engine.connect(self.endpoint_a, port)
+        except MediaError as exc:
+            log.warning("call %s: cannot %s for the browser agent: %s", self.id, "hold" if held else "resume", exc)
 
     def browser_failed(self, status: int, busy: bool) -> None:
         """Every browser rung refused or gave up; SIP phones of the step may still ring."""

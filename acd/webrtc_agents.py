@@ -98,6 +98,9 @@ class SipSide(Protocol):
     def hangup(self, reason: str) -> None:
         """The agent hung up: end the SIP side too."""
 
+    def hold(self, held: bool) -> None:
+        """The agent held (True) or resumed the call: the SIP party hears music on hold meanwhile."""
+
 
 @dataclass(eq=False)
 class BrowserCall:
@@ -302,6 +305,8 @@ class WebRtcAgents:
         call = self._answered_call(extension, call_id)
         call.held = held
         call.bridge.set_held(held)
+        if call.sip is not None:
+            call.sip.hold(held)
         self._send(call, {"type": "state", **call.summary()})
 
     def mute(self, extension: str, call_id: str, muted: bool) -> None:
@@ -488,12 +493,19 @@ class RingingCall(Protocol):
     def hangup(self, reason: str, *, side: str) -> None:
         """End the call and its SIP leg(s)."""
 
+    def hold_for_browser(self, port: AnyEndpoint, held: bool) -> None:
+        """The agent on `port` held or resumed: music on hold to the caller, or the two joined again."""
+
 
 class _CallerSide:
-    """The SIP caller as the far side of an answered browser call."""
+    """The SIP caller as the far side of an answered browser call (on the engine leg `port`)."""
 
-    def __init__(self, call: RingingCall) -> None:
+    def __init__(self, call: RingingCall, port: AnyEndpoint) -> None:
         self.call = call
+        self.port = port
+
+    def hold(self, held: bool) -> None:
+        self.call.hold_for_browser(self.port, held)
 
     def send_dtmf(self, digits: str) -> None:
         self.call.send_dtmf_to_caller(digits)
@@ -524,7 +536,7 @@ class SipRinging:
                     self.agents.end_call(other_id, "answered_elsewhere")
             self._rung[call.id] = [rung[0].id]   # until the call ends (on_event)
             call.connect_browser(port, extension)
-            return _CallerSide(call)
+            return _CallerSide(call, port)
 
         def on_end(reason: str) -> None:
             remaining = [c for c in self._rung.get(call.id, []) if c != rung[0].id]

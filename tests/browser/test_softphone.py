@@ -171,7 +171,7 @@ def test_a_refused_microphone_is_explained_and_nothing_is_dialled(site: Site, pl
         browser.close()
 
 
-def test_a_sip_caller_rings_the_agent_who_answers_in_the_browser_and_both_hear_each_other(
+def test_a_sip_caller_rings_the_agent_who_answers_in_the_browser_hears_keys_and_hold(
         site: Site, tone_file: Path, playwright_instance) -> None:
     """The caller's side is what the B2BUA gives a browser agent (acd.webrtc_agents.SipRinging):
     an engine RTP endpoint whose far end is a UDP socket sending a 500 Hz G.711 tone."""
@@ -212,6 +212,24 @@ def test_a_sip_caller_rings_the_agent_who_answers_in_the_browser_and_both_hear_e
             page.wait_for_timeout(100)
         assert len(to_caller) and abs(dominant_frequency(to_caller, 8000) - TONE_HZ) < 10
         assert ("answered", "2001") in caller.events
+
+        # The keypad during the call reaches the caller as RFC 4733 events.
+        page.locator(".sp-key[data-key='5']").click()
+        for _ in range(50):
+            if any(p.payload_type == 101 for p in caller.received[-60:]):
+                break
+            page.wait_for_timeout(100)
+        assert any(p.payload_type == 101 for p in caller.received[-60:])
+        # Hold and resume reach the SIP side (which plays the caller music on hold meanwhile).
+        page.locator("#sp-hold").click()
+        expect(page.locator("#sp-hold")).to_have_text("恢复")
+        page.locator("#sp-hold").click()
+        expect(page.locator("#sp-hold")).to_have_text("保持")
+        for _ in range(30):
+            if ("hold", False) in caller.events:
+                break
+            page.wait_for_timeout(100)
+        assert [e for e in caller.events if e[0] == "hold"] == [("hold", True), ("hold", False)]
 
         page.get_by_role("button", name="挂断").click()
         expect(page.locator("#sp-status")).to_contain_text("通话结束")

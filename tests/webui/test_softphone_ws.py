@@ -355,6 +355,9 @@ class SipCaller:
     def hangup(self, reason: str, *, side: str) -> None:
         self.events.append(("hangup", reason, side))
 
+    def hold_for_browser(self, port, held: bool) -> None:
+        self.events.append(("hold", held))
+
     def close(self) -> None:
         self.task.cancel()
         self.sock.close()
