@@ -5,9 +5,6 @@ above the 8 kHz bus's band must be removed, not folded into it (aliasing)."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import numpy as np
 import pytest
 
@@ -17,6 +14,7 @@ from mediacore.events import DtmfDigit, StreamStats
 from mediacore.opus_library import load_libopus
 from mediacore.rtp import RtpPacket
 from native import codecslot, g711, opus
+from tests.mediacore.test_engine_frames import paced, receive_until_quiet
 
 OPUS_PT = 111
 
@@ -24,25 +22,6 @@ OPUS_PT = 111
 @pytest.fixture(autouse=True, scope="module")
 def libopus() -> None:
     load_libopus()
-
-
-async def paced(send, items, interval: float = 0.02) -> None:
-    """Call send(item) for each item on a 20 ms schedule, like a phone."""
-    start = time.monotonic()
-    for i, item in enumerate(items):
-        delay = start + i * interval - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        send(item)
-
-
-async def receive_until_quiet(peer, first_timeout: float = 5.0, quiet: float = 0.3) -> list[RtpPacket]:
-    got = [RtpPacket.parse((await peer.recv(first_timeout))[0])]
-    while True:
-        try:
-            got.append(RtpPacket.parse((await peer.recv(quiet))[0]))
-        except TimeoutError:
-            return got
 
 
 def sine(frequency: float, seconds: float, rate: int, amplitude: float = 10000.0) -> np.ndarray:

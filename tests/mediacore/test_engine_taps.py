@@ -99,7 +99,9 @@ async def test_three_party_room_each_member_hears_exactly_the_other_two(engine, 
     engine.close_room(room)
 
 
-async def test_whisper_reaches_the_agent_only_and_listen_is_heard_by_nobody(engine, peers):
+def supervised_room(engine, peers):  # type: ignore[no-untyped-def]
+    """A room of caller and agent with a whisperer (heard by the agent) and a muted listener,
+    each leg with a phone and its own tone: (names, tones, legs, phones, room)."""
     names = ("caller", "agent", "whisperer", "listener")
     tones = dict(zip(names, (500.0, 700.0, 1300.0, 1700.0), strict=True))
     legs = {n: engine.create_endpoint("PCMU", 0) for n in names}
@@ -111,6 +113,11 @@ async def test_whisper_reaches_the_agent_only_and_listen_is_heard_by_nobody(engi
     engine.join_room(room, legs["agent"])
     engine.join_room(room, legs["whisperer"], whisper_to=legs["agent"])
     engine.join_room(room, legs["listener"], muted=True)
+    return names, tones, legs, phones, room
+
+
+async def test_whisper_reaches_the_agent_only_and_listen_is_heard_by_nobody(engine, peers):
+    names, tones, legs, phones, room = supervised_room(engine, peers)
     with pytest.raises(MediaError):
         engine.join_room(room, engine.create_endpoint("PCMU", 0), whisper_to=engine.create_endpoint("PCMU", 0))
     listening = {n: asyncio.ensure_future(heard(phones[n], 2.0)) for n in names}

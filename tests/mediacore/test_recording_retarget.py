@@ -11,7 +11,7 @@ import pytest
 import soundfile
 
 from mediacore.errors import MediaError
-from tests.mediacore.test_engine_taps import band_level, talk
+from tests.mediacore.test_engine_taps import band_level, supervised_room, talk
 
 RATE = 8000
 
@@ -78,17 +78,7 @@ async def test_retarget_refuses_an_unknown_recording_or_a_destroyed_leg(engine, 
 
 
 async def test_a_room_recording_has_the_members_but_not_the_whisper_nor_the_listener(engine, peers, tmp_path):
-    names = ("caller", "agent", "whisperer", "listener")
-    tones = dict(zip(names, (500.0, 700.0, 1300.0, 1700.0), strict=True))
-    legs = {n: engine.create_endpoint("PCMU", 0) for n in names}
-    phones = {n: peers() for n in names}
-    room = engine.create_room()
-    for n in names:
-        engine.set_remote(legs[n], "127.0.0.1", phones[n].port)
-    engine.join_room(room, legs["caller"])
-    engine.join_room(room, legs["agent"])
-    engine.join_room(room, legs["whisperer"], whisper_to=legs["agent"])
-    engine.join_room(room, legs["listener"], muted=True)
+    names, tones, legs, phones, room = supervised_room(engine, peers)
     rec = engine.taps.start_room_recording(tmp_path / "room.wav", room)
     with pytest.raises(MediaError, match="records a room"):
         engine.taps.retarget_recording(rec, legs["caller"], None)
