@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from acd.browser_ringing import SipRinging
 from acd.call_recording import CallRecorder
 from acd.cdr import CdrRecord, CdrWriter, Disposition
 from acd.dialing import HOLD_MUSIC, Dialing
@@ -44,7 +45,6 @@ from acd.routing import OutboundRoute, select_route
 from acd.supervision import Supervision, parse_supervision
 from acd.transfer import BlindTransfer, Parties, on_refer
 from acd.voicemail_calls import VoicemailCalls
-from acd.webrtc_agents import SipRinging
 from mediacore.engine import AnyEndpoint, Endpoint, MediaEngine
 from mediacore.errors import MediaError
 from mediacore.events import MediaEvent, RtpTimeout

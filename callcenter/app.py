@@ -18,6 +18,7 @@ from pathlib import Path
 import aiosqlite
 import uvicorn
 
+from acd.browser_ringing import SipRinging
 from acd.call_recording import CallRecorder
 from acd.callbacks import CallbackStore
 from acd.calls import CallManager, CallPolicy
@@ -37,7 +38,7 @@ from acd.supervision import Supervision
 from acd.voicemail import VoicemailStore, repair_messages
 from acd.voicemail_calls import VoicemailCalls
 from acd.voicemail_mwi import MwiNotifier
-from acd.webrtc_agents import SipRinging, WebRtcAgents
+from acd.webrtc_agents import WebRtcAgents
 from callcenter.bus import EventBus
 from callcenter.config import Config, ConfigError
 from callcenter.crm_bridge import CrmBridge

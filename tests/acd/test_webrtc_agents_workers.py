@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from acd.webrtc_agents import SipRinging, WebRtcAgents
+from acd.browser_ringing import SipRinging
+from acd.webrtc_agents import WebRtcAgents
 from mediacore.engine import Endpoint, MediaEngine
 from mediacore.webrtc import WEBRTC_RATE
 from mediacore.webrtc_workers import WORKER_FAILED, RemoteBridge, WebRtcWorkerPool

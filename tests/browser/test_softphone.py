@@ -17,7 +17,8 @@ import pytest
 import soundfile
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from acd.webrtc_agents import SipRinging, WebRtcAgents
+from acd.browser_ringing import SipRinging
+from acd.webrtc_agents import WebRtcAgents
 from callcenter.database import apply_migrations, open_database
 from crm import schema
 from crm.access import SYSTEM
@@ -173,7 +174,7 @@ def test_a_refused_microphone_is_explained_and_nothing_is_dialled(site: Site, pl
 
 def test_a_sip_caller_rings_the_agent_who_answers_in_the_browser_hears_keys_and_hold(
         site: Site, tone_file: Path, playwright_instance) -> None:
-    """The caller's side is what the B2BUA gives a browser agent (acd.webrtc_agents.SipRinging):
+    """The caller's side is what the B2BUA gives a browser agent (acd.browser_ringing.SipRinging):
     an engine RTP endpoint whose far end is a UDP socket sending a 500 Hz G.711 tone."""
     browser = launch(playwright_instance, "--use-fake-ui-for-media-stream",
                      f"--use-file-for-fake-audio-capture={tone_file}")

@@ -21,8 +21,9 @@ from starlette.applications import Starlette
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from acd.browser_ringing import SipRinging
 from acd.events import CallEnded
-from acd.webrtc_agents import SipRinging, WebRtcAgents
+from acd.webrtc_agents import WebRtcAgents
 from callcenter.database import apply_migrations, open_database
 from crm import schema
 from crm.access import SYSTEM
@@ -307,7 +308,7 @@ async def test_a_call_survives_a_reconnect_and_a_second_tab_takes_over(site: Sit
 
 
 class SipCaller:
-    """The SIP side as the B2BUA's Call sets it up (acd.calls.Call implements RingingCall):
+    """The SIP side as the B2BUA's Call sets it up (acd.calls.Call implements acd.browser_ringing.RingingCall):
     an engine RTP endpoint whose far end is a real UDP socket sending a PCMU tone."""
 
     def __init__(self, engine: MediaEngine, frequency: float) -> None:
