@@ -89,6 +89,10 @@ async def test_password_changes(crm: Crm, org) -> None:
     assert await crm.org.authenticate("agent2", "reset by admin") is not None
     with pytest.raises(ValidationError):
         await crm.org.set_password(org.admin, org.agent2.user_id, "short")
+    # An administrator's own password takes the current one too: an open session is not enough.
+    with pytest.raises(Forbidden):
+        await crm.org.set_password(org.admin, org.admin.user_id, "taken over pw")
+    assert await crm.org.authenticate("admin", "taken over pw") is None
     # the log says a password was set, never what it is
     entries = await audit.list_entries(crm.db, org.admin, entity="user", entity_id=org.agent2.user_id)
     assert [e.action for e in entries] == ["login", "set_password", "create"]
