@@ -242,7 +242,8 @@ class WorkerService:
             self._reply(message, {"error": f"unknown op {op!r}"})
 
     def _open(self, message: dict[str, Any], fd: int | None) -> None:
-        from mediacore.webrtc import RtpFrameLink, WebRtcBridge
+        from mediacore.rtp_frame_link import RtpFrameLink
+        from mediacore.webrtc import WebRtcBridge
 
         call_id = message.get("call")
         remote = message.get("remote")

@@ -40,7 +40,8 @@ from typing import Any
 
 from mediacore.engine import Endpoint, MediaEngine
 from mediacore.errors import MediaError
-from mediacore.webrtc import MAX_SDP_BYTES, BridgeState, BridgeStats, RtpLinkStats
+from mediacore.rtp_frame_link import RtpLinkStats
+from mediacore.webrtc import MAX_SDP_BYTES, BridgeState, BridgeStats
 from mediacore.webrtc_worker import WORKER_NICE, Channel, ChannelError
 
 log = logging.getLogger(__name__)

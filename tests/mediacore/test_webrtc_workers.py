@@ -25,7 +25,8 @@ from mediacore import webrtc_workers
 from mediacore.codecs import get_decoder, get_encoder
 from mediacore.errors import MediaError
 from mediacore.rtp import RtpPacket
-from mediacore.webrtc import MAX_OUTBOX_FRAMES, WEBRTC_RATE, RtpFrameLink
+from mediacore.rtp_frame_link import MAX_OUTBOX_FRAMES, RtpFrameLink
+from mediacore.webrtc import WEBRTC_RATE
 from mediacore.webrtc_workers import WORKER_FAILED, RemoteBridge, WebRtcWorkerPool
 from tests.mediacore.test_webrtc_bridge import Browser, dominant_frequency, wait_until
 from tests.webui.test_softphone_ws import SipCaller
