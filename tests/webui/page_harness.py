@@ -5,7 +5,7 @@ for the page tests driven through Starlette's TestClient. Imported by the tests 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +15,12 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 
-from callcenter.database import apply_migrations, open_database
+from callcenter.database import apply_all, apply_migrations, open_database
 from crm import schema
 from crm.access import SYSTEM
 from crm.db import Database
 from crm.passwords import ScryptParams
+from crm.schema import MIGRATIONS as CRM_MIGRATIONS
 from crm.service import Crm
 from webui.app import WebServices, create_app
 from webui.sessions import MIGRATIONS as WEBUI_MIGRATIONS
@@ -80,6 +81,45 @@ def make_site(db_path: Path, *, trusted_proxies: Sequence[str] = ()) -> Site:
 
     site.app = Starlette(lifespan=lifespan)
     return site
+
+
+#: Seeds what one test module needs once the staff exist: gets the database connection, the CRM
+#: and the app state, returns the `WebServices` fields beyond crm and sessions.
+ServiceSetup = Callable[[Any, Crm, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+def staff_app(db_path: Path, users: Mapping[str, tuple[str, str | None]], setup: ServiceSetup, *,
+              migrations: Mapping[str, Sequence[Any]] | None = None) -> tuple[Starlette, dict[str, Any]]:
+    """The web UI (webui.app.create_app) over a real SQLite file holding one department and
+    `users` (username: (role, extension)), each already signed in: `state["sessions"][username]`
+    is (session token, CSRF token) and `state["tokens"][username]` an API token. `setup` adds
+    the services a module tests (voicemail, recordings, the supervisor's router...)."""
+    state: dict[str, Any] = {"sessions": {}, "tokens": {}}
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
+        conn = await open_database(db_path)
+        try:
+            await apply_all(conn, {**(migrations or {}), "crm": CRM_MIGRATIONS, "webui": WEBUI_MIGRATIONS})
+            crm = Crm.build(Database(conn), password_params=FAST_HASH)
+            sessions = SessionStore(conn)
+            hq = await crm.org.create_department(SYSTEM, "总部")
+            state["crm"] = crm
+            for username, (role, extension) in users.items():
+                user = await crm.org.create_user(SYSTEM, username, username, PASSWORD, roles=[role],
+                                                 department_id=hq.id, extension=extension)
+                token, session = await sessions.create(user.id, "zh-CN")
+                state["sessions"][username] = (token, session.csrf)
+                state["tokens"][username] = (await crm.tokens.create(SYSTEM, name="t", user_id=user.id)).secret
+            services = await setup(conn, crm, state)
+            web = create_app(WebServices(health=_healthy, metrics=lambda: "", crm=crm, sessions=sessions,
+                                         **services))
+            app.router.routes.extend(web.routes)
+            yield
+        finally:
+            await conn.close()
+
+    return Starlette(lifespan=lifespan), state
 
 
 async def _healthy() -> dict[str, bool]:

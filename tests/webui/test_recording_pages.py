@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,18 +19,12 @@ from starlette.testclient import TestClient
 
 from acd.cdr import MIGRATIONS_CDR, CdrRecord, CdrWriter, Disposition
 from acd.recording_index import MIGRATIONS_RECORDINGS, RecordingIndex
-from callcenter.database import apply_all, open_database
 from crm import audit
 from crm.access import SYSTEM
-from crm.db import Database
-from crm.passwords import ScryptParams
-from crm.schema import MIGRATIONS as CRM_MIGRATIONS
 from crm.service import Crm
 from mediacore.recording import RecordingInfo, finalise
-from webui.app import WebServices, create_app
+from tests.webui.page_harness import staff_app
 from webui.auth import SESSION_COOKIE
-from webui.sessions import MIGRATIONS as WEBUI_MIGRATIONS
-from webui.sessions import SessionStore
 
 # user -> (role, extension)
 USERS = {"sup": ("supervisor", "1010"), "boss": ("admin", None), "agent1": ("agent", "1001"),
@@ -49,7 +42,7 @@ class Site:
     def get(self, path: str, who: str | None, **kw: Any):  # type: ignore[no-untyped-def]
         self.client.cookies.clear()
         if who is not None:
-            self.client.cookies.set(SESSION_COOKIE, self.state["sessions"][who])
+            self.client.cookies.set(SESSION_COOKIE, self.state["sessions"][who][0])
         return self.client.get(path, **kw)
 
     def listed(self, who: str, query: str = "") -> list[str]:
@@ -81,39 +74,15 @@ async def record_call(conn, index: RecordingIndex, ref: str, call_id: str, calle
 
 
 def make_app(root: Path) -> tuple[Starlette, dict[str, Any]]:
-    state: dict[str, Any] = {}
+    async def setup(conn, crm: Crm, state: dict[str, Any]) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+        await conn.executescript(MIGRATIONS_CDR + MIGRATIONS_RECORDINGS)
+        index = RecordingIndex(conn, root / "recordings")
+        now = time.time()
+        await record_call(conn, index, OWN, "aaaa1111", "1005", "1001", now - 60)
+        await record_call(conn, index, OTHER, "bbbb2222", "1005", "1006", now - 30)
+        return {"recordings": index}
 
-    @asynccontextmanager
-    async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
-        conn = await open_database(root / "callcenter.db")
-        try:
-            await apply_all(conn, {"crm": CRM_MIGRATIONS, "webui": WEBUI_MIGRATIONS})
-            await conn.executescript(MIGRATIONS_CDR + MIGRATIONS_RECORDINGS)
-            crm = Crm.build(Database(conn), password_params=ScryptParams(log2_n=4, r=8, p=1))
-            sessions = SessionStore(conn)
-            hq = await crm.org.create_department(SYSTEM, "总部")
-            state.update(crm=crm, sessions={})
-            for username, (role, extension) in USERS.items():
-                user = await crm.org.create_user(SYSTEM, username, username, "secret-pass", roles=[role],
-                                                 department_id=hq.id, extension=extension)
-                token, _ = await sessions.create(user.id, "zh-CN")
-                state["sessions"][username] = token
-            index = RecordingIndex(conn, root / "recordings")
-            now = time.time()
-            await record_call(conn, index, OWN, "aaaa1111", "1005", "1001", now - 60)
-            await record_call(conn, index, OTHER, "bbbb2222", "1005", "1006", now - 30)
-
-            async def health() -> dict[str, bool]:
-                return {"database": True}
-
-            web = create_app(WebServices(health=health, metrics=lambda: "", crm=crm, sessions=sessions,
-                                         recordings=index))
-            app.router.routes.extend(web.routes)
-            yield
-        finally:
-            await conn.close()
-
-    return Starlette(lifespan=lifespan), state
+    return staff_app(root / "callcenter.db", USERS, setup)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,17 +15,11 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from acd.queue_calls import QueueDefinition, QueueRouter
-from callcenter.database import apply_all, open_database
 from crm import audit
 from crm.access import SYSTEM
-from crm.db import Database
-from crm.passwords import ScryptParams
-from crm.schema import MIGRATIONS as CRM_MIGRATIONS
 from crm.service import Crm
-from webui.app import WebServices, create_app
+from tests.webui.page_harness import staff_app
 from webui.auth import SESSION_COOKIE
-from webui.sessions import MIGRATIONS as WEBUI_MIGRATIONS
-from webui.sessions import SessionStore
 
 USERS = {"sup": "supervisor", "boss": "admin", "agent1": "agent", "auditor": "auditor"}
 
@@ -85,39 +78,14 @@ class Site:
 
 
 def make_app(path: Path) -> tuple[Starlette, dict[str, Any]]:
-    state: dict[str, Any] = {}
+    async def setup(conn, crm: Crm, state: dict[str, Any]) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+        queue = QueueDefinition.from_table({"number": "8100", "name": "客服", "strategy": "linear",
+                                            "members": ["1001", "1002"], "wrapuptime": 0, "joinempty": True})
+        router = QueueRouter([queue], lambda ext: f"坐席 {ext}")
+        state["router"] = router
+        return {"wallboard": router.wallboard.snapshot, "supervisor": router}
 
-    @asynccontextmanager
-    async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
-        conn = await open_database(path)
-        try:
-            await apply_all(conn, {"crm": CRM_MIGRATIONS, "webui": WEBUI_MIGRATIONS})
-            crm = Crm.build(Database(conn), password_params=ScryptParams(log2_n=4, r=8, p=1))
-            sessions = SessionStore(conn)
-            hq = await crm.org.create_department(SYSTEM, "总部")
-            state.update(crm=crm, sessions={}, tokens={})
-            for username, role in USERS.items():
-                user = await crm.org.create_user(SYSTEM, username, username, "secret-pass", roles=[role],
-                                                 department_id=hq.id)
-                token, session = await sessions.create(user.id, "zh-CN")
-                state["sessions"][username] = (token, session.csrf)
-                state["tokens"][username] = (await crm.tokens.create(SYSTEM, name="t", user_id=user.id)).secret
-            queue = QueueDefinition.from_table({"number": "8100", "name": "客服", "strategy": "linear",
-                                                "members": ["1001", "1002"], "wrapuptime": 0, "joinempty": True})
-            router = QueueRouter([queue], lambda ext: f"坐席 {ext}")
-            state["router"] = router
-
-            async def health() -> dict[str, bool]:
-                return {"database": True}
-
-            web = create_app(WebServices(health=health, metrics=lambda: "", crm=crm, sessions=sessions,
-                                         wallboard=router.wallboard.snapshot, supervisor=router))
-            app.router.routes.extend(web.routes)
-            yield
-        finally:
-            await conn.close()
-
-    return Starlette(lifespan=lifespan), state
+    return staff_app(path, {name: (role, None) for name, role in USERS.items()}, setup)
 
 
 @pytest.fixture

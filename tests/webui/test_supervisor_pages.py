@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,58 +17,26 @@ from starlette.testclient import TestClient
 
 from acd.conference_rooms import ConferenceRooms, RoomConfig
 from acd.queue_calls import QueueDefinition, QueueRouter
-from callcenter.database import apply_all, open_database
-from crm.access import SYSTEM
-from crm.db import Database
-from crm.passwords import ScryptParams
-from crm.schema import MIGRATIONS as CRM_MIGRATIONS
 from crm.service import Crm
 from mediacore.engine import MediaEngine
-from webui.app import WebServices, create_app
+from tests.webui.page_harness import staff_app
 from webui.auth import SESSION_COOKIE
-from webui.sessions import MIGRATIONS as WEBUI_MIGRATIONS
-from webui.sessions import SessionStore
 
 USERS = {"sup": ("supervisor", "1010"), "boss": ("admin", None), "agent1": ("agent", "1001"),
          "auditor": ("auditor", None)}
 
 
 def make_app(path: Path) -> tuple[Starlette, dict[str, Any]]:
-    state: dict[str, Any] = {}
+    async def setup(conn, crm: Crm, state: dict[str, Any]) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+        queue = QueueDefinition.from_table({"number": "8100", "name": "客服", "strategy": "linear",
+                                            "members": ["1001", "1002"]})
+        router = QueueRouter([queue], lambda ext: f"坐席 {ext}")
+        # The rooms as configured; nobody is in them (the engine is never started here).
+        rooms = ConferenceRooms(MediaEngine(), [RoomConfig("7000", "大会议室", pin="1234"), RoomConfig("7001")],
+                                hangup=lambda call_id, cause: None)
+        return {"wallboard": router.wallboard.snapshot, "supervisor": router, "conferences": rooms}
 
-    @asynccontextmanager
-    async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
-        conn = await open_database(path)
-        try:
-            await apply_all(conn, {"crm": CRM_MIGRATIONS, "webui": WEBUI_MIGRATIONS})
-            crm = Crm.build(Database(conn), password_params=ScryptParams(log2_n=4, r=8, p=1))
-            sessions = SessionStore(conn)
-            hq = await crm.org.create_department(SYSTEM, "总部")
-            state["sessions"] = {}
-            for username, (role, extension) in USERS.items():
-                user = await crm.org.create_user(SYSTEM, username, username, "secret-pass", roles=[role],
-                                                 department_id=hq.id, extension=extension)
-                token, session = await sessions.create(user.id, "zh-CN")
-                state["sessions"][username] = (token, session.csrf)
-            queue = QueueDefinition.from_table({"number": "8100", "name": "客服", "strategy": "linear",
-                                                "members": ["1001", "1002"]})
-            router = QueueRouter([queue], lambda ext: f"坐席 {ext}")
-            # The rooms as configured; nobody is in them (the engine is never started here).
-            rooms = ConferenceRooms(MediaEngine(), [RoomConfig("7000", "大会议室", pin="1234"), RoomConfig("7001")],
-                                    hangup=lambda call_id, cause: None)
-
-            async def health() -> dict[str, bool]:
-                return {"database": True}
-
-            web = create_app(WebServices(health=health, metrics=lambda: "", crm=crm, sessions=sessions,
-                                         wallboard=router.wallboard.snapshot, supervisor=router,
-                                         conferences=rooms))
-            app.router.routes.extend(web.routes)
-            yield
-        finally:
-            await conn.close()
-
-    return Starlette(lifespan=lifespan), state
+    return staff_app(path, USERS, setup)
 
 
 class Site:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,18 +19,12 @@ from starlette.testclient import TestClient
 
 from acd.schema import MIGRATIONS as ACD_MIGRATIONS
 from acd.voicemail import VoicemailStore
-from callcenter.database import apply_all, open_database
 from crm import audit
 from crm.access import SYSTEM
-from crm.db import Database
-from crm.passwords import ScryptParams
-from crm.schema import MIGRATIONS as CRM_MIGRATIONS
 from crm.service import Crm
 from mediacore.recording import RecordingFile
-from webui.app import WebServices, create_app
+from tests.webui.page_harness import staff_app
 from webui.auth import SESSION_COOKIE
-from webui.sessions import MIGRATIONS as WEBUI_MIGRATIONS
-from webui.sessions import SessionStore
 
 #: username: (role, extension)
 USERS = {"admin": ("admin", None), "agent1": ("agent", "1001"), "agent2": ("agent", "1002"),
@@ -63,43 +56,20 @@ class Site:
 
 
 def make_app(tmp: Path) -> tuple[Starlette, dict[str, Any]]:
-    state: dict[str, Any] = {}
+    async def setup(conn, crm: Crm, state: dict[str, Any]) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+        store = VoicemailStore(conn, tmp / "voicemail")
+        state.update(store=store, messages={})
+        for key, mailbox, caller, name, at in (("a", "1001", "13800138000", "王芳", 100.0),
+                                               ("b", "1001", "1003", "前台", 200.0),
+                                               ("c", "1002", "13900139000", "", 300.0)):
+            path = store.new_message_path(mailbox, key, at)
+            file = RecordingFile.create(path)
+            file.write(np.full(12000, 3000, dtype=np.int16), None)
+            state["messages"][key] = await store.add(mailbox, caller=caller, caller_name=name, call_id=key,
+                                                     received_at=at, recording=file.close())
+        return {"voicemail": store}
 
-    @asynccontextmanager
-    async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
-        conn = await open_database(tmp / "callcenter.db")
-        try:
-            await apply_all(conn, {"acd": ACD_MIGRATIONS, "crm": CRM_MIGRATIONS, "webui": WEBUI_MIGRATIONS})
-            crm = Crm.build(Database(conn), password_params=ScryptParams(log2_n=4, r=8, p=1))
-            sessions = SessionStore(conn)
-            store = VoicemailStore(conn, tmp / "voicemail")
-            state.update(crm=crm, store=store, sessions={}, tokens={}, messages={})
-            for username, (role, extension) in USERS.items():
-                user = await crm.org.create_user(SYSTEM, username, username, "secret-pass", roles=[role],
-                                                 extension=extension)
-                token, session = await sessions.create(user.id, "zh-CN")
-                state["sessions"][username] = (token, session.csrf)
-                state["tokens"][username] = (await crm.tokens.create(SYSTEM, name="t", user_id=user.id)).secret
-            for key, mailbox, caller, name, at in (("a", "1001", "13800138000", "王芳", 100.0),
-                                                   ("b", "1001", "1003", "前台", 200.0),
-                                                   ("c", "1002", "13900139000", "", 300.0)):
-                path = store.new_message_path(mailbox, key, at)
-                file = RecordingFile.create(path)
-                file.write(np.full(12000, 3000, dtype=np.int16), None)
-                state["messages"][key] = await store.add(mailbox, caller=caller, caller_name=name, call_id=key,
-                                                         received_at=at, recording=file.close())
-
-            async def health() -> dict[str, bool]:
-                return {"database": True}
-
-            web = create_app(WebServices(health=health, metrics=lambda: "", crm=crm, sessions=sessions,
-                                         voicemail=store))
-            app.router.routes.extend(web.routes)
-            yield
-        finally:
-            await conn.close()
-
-    return Starlette(lifespan=lifespan), state
+    return staff_app(tmp / "callcenter.db", USERS, setup, migrations={"acd": ACD_MIGRATIONS})
 
 
 @pytest.fixture
