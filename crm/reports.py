@@ -30,6 +30,10 @@ from crm.errors import ValidationError
 from crm.surveys import Satisfaction, SurveyService
 from crm.workorders import TechnicianStats, WorkOrderService
 
+#: The first CDR segment number of the supervisor's line on a call (the `cdr` table's segment
+#: ranges are documented in acd.cdr, which crm does not import: acd reads crm, not the reverse).
+SEGMENT_SUPERVISOR_LINE = 200
+
 #: The longest period one report covers: two years of daily rows.
 MAX_DAYS = 731
 
@@ -234,11 +238,16 @@ class ReportService:
                 "  SELECT call_id, MIN(started_at) AS started_at,"
                 "  MAX(CASE WHEN disposition = 'ANSWERED' THEN 1 ELSE 0 END) AS answered,"
                 "  MAX(CASE WHEN disposition = 'CANCELLED' OR hangup_side = 'caller' THEN 1 ELSE 0 END) AS caller_gave_up,"
-                "  SUM(billsec) AS talk FROM cdr WHERE started_at >= ? AND started_at < ? GROUP BY call_id"
+                "  SUM(billsec) AS talk FROM cdr WHERE started_at >= ? AND started_at < ? AND segment < ?"
+                "  GROUP BY call_id"
                 " ) AS calls GROUP BY bucket"
             )
         try:
-            rows = await self.db.fetch_all(sql, (lo, hi))
+            # The CDR source leaves out the supervisor's line (acd.cdr segment ranges): listening
+            # in is neither the customer's talk time nor an answer. Callbacks count: that is
+            # where a caller who kept their place was served.
+            params = (lo, hi) if CallSource(source) is CallSource.CALLS else (lo, hi, SEGMENT_SUPERVISOR_LINE)
+            rows = await self.db.fetch_all(sql, params)
         except sqlite3.OperationalError as exc:
             if "no such table" in str(exc):
                 return []  # the ACD is not part of this deployment (or not started yet)

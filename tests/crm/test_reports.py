@@ -81,6 +81,7 @@ async def test_call_figures_from_the_cdr_and_calls_tables(crm: Crm, org) -> None
         ("c4", 1, 180, None, 30, "BUSY", "callee"),  # not answered, not abandoned
         ("c5", 1, 240, 5, 65, "ANSWERED", "caller"),  # transferred: two segments, one call
         ("c5", 2, 305, 2, 92, "ANSWERED", "callee"),
+        ("c5", 201, 320, 1, 40, "ANSWERED", "caller"),  # a supervisor listened in: not the call's talk
         ("c6", 1, 86_400 - 3_600 * 9 + 60, 5, 45, "ANSWERED", "caller"),  # 00:01 on the 24th, Shanghai
     ]
     for call_id, segment, offset, answer, length, disposition, side in rows:
