@@ -393,8 +393,16 @@ class Headers:
 
     def add(self, name: str, value: str) -> None:
         """Append a field."""
-        self._check(name, value)
-        self._append_trusted(name, value)
+        # _check and _append_trusted inlined: the stack adds a few dozen fields per call.
+        info = WIRE_NAMES.get(name)
+        if info is None:
+            if not native_is_token(name):
+                raise ValueError(f"invalid header name {name!r}")
+            low = name.lower()
+            info = (_KEY.get(low, low), _CANONICAL.get(low, name))
+        if has_controls(value) and has_bad_controls(value):
+            raise ValueError(f"control character in the value of header {name}")
+        self._append_field((info[0], info[1], value))
 
     def prepend(self, name: str, value: str) -> None:
         """Insert a field before the first field of that name (or at the top):

@@ -5,14 +5,13 @@ The parser is sans-IO: it takes the bytes of one message (a UDP datagram, a
 WebSocket message, or what StreamFramer cut from a TCP/TLS stream) and
 returns a Request or Response, or raises SipParseError carrying the status
 a server answers with. Header values stay raw strings; the structured views
-(Via, From, To, CSeq, Contact...) are parsed on first access and cached until
-the headers change.
+(Via, From, To, CSeq, Contact...) are parsed on first access (by
+`sipstack.fields`) and cached until the headers change.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -21,9 +20,33 @@ from typing import Any, TypeVar
 from native.sipscan import find_head_end, is_call_id, serialize_message, split_header_block
 
 from sipstack.errors import SipParseError
+from sipstack.fields import (
+    MAX_DELTA_SECONDS,
+    CSeq,
+    bad_request,
+    is_rfc1123_date,
+    optional_small_int,
+    parse_call_id,
+    parse_contacts,
+    parse_cseq,
+    parse_cseq_header,
+    parse_expires,
+    parse_from,
+    parse_max_forwards,
+    parse_record_routes,
+    parse_routes,
+    parse_small_int,
+    parse_to,
+    parse_vias,
+)
 from sipstack.headers import WIRE_NAME_TABLE, Headers, has_bad_controls, is_token
-from sipstack.uri import URI_CACHE_SIZE, NameAddr, SipUri, Uri, Via, copy_uri, parse_uri, parse_via_list
+from sipstack.identifiers import BRANCH_MAGIC_COOKIE, generate_branch, generate_call_id, generate_tag
+from sipstack.status import REASON_PHRASES, reason_phrase
+from sipstack.uri import URI_CACHE_SIZE, NameAddr, SipUri, Uri, Via, copy_uri, parse_uri
 
+# CSeq, the reason phrases and the identifier generators live in sipstack.fields,
+# sipstack.status and sipstack.identifiers; they are exported from here too, where the
+# layers above have always found them.
 __all__ = [
     "CSeq",
     "Request",
@@ -57,179 +80,24 @@ MAX_VIA_COUNT = 70
 # buffer (8k): long enough for any real header field, short enough that one
 # line cannot be used to exhaust memory or CPU.
 MAX_LINE_LENGTH = 8192
-# RFC 3261 §8.1.1.7: branches created by RFC 3261 elements start with this.
-BRANCH_MAGIC_COOKIE = "z9hG4bK"
-
-# RFC 3261 §8.1.1.5: the CSeq sequence number MUST be less than 2**31.
-_MAX_CSEQ = 2**31 - 1
-# RFC 3261 §20.19 (Expires), §20.10 (Contact expires): delta-seconds up to 2**32-1.
-_MAX_DELTA_SECONDS = 2**32 - 1
-
-REASON_PHRASES: dict[int, str] = {
-    100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
-    183: "Session Progress", 199: "Early Dialog Terminated",
-    200: "OK", 202: "Accepted", 204: "No Notification",
-    300: "Multiple Choices", 301: "Moved Permanently", 302: "Moved Temporarily",
-    305: "Use Proxy", 380: "Alternative Service",
-    400: "Bad Request", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden",
-    404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable",
-    407: "Proxy Authentication Required", 408: "Request Timeout", 410: "Gone",
-    412: "Conditional Request Failed", 413: "Request Entity Too Large",
-    414: "Request-URI Too Long", 415: "Unsupported Media Type", 416: "Unsupported URI Scheme",
-    417: "Unknown Resource-Priority", 420: "Bad Extension", 421: "Extension Required",
-    422: "Session Interval Too Small", 423: "Interval Too Brief", 428: "Use Identity Header",
-    429: "Provide Referrer Identity", 430: "Flow Failed", 433: "Anonymity Disallowed",
-    436: "Bad Identity-Info", 437: "Unsupported Certificate", 438: "Invalid Identity Header",
-    439: "First Hop Lacks Outbound Support", 440: "Max-Breadth Exceeded",
-    469: "Bad Info Package", 470: "Consent Needed",
-    480: "Temporarily Unavailable", 481: "Call/Transaction Does Not Exist", 482: "Loop Detected",
-    483: "Too Many Hops", 484: "Address Incomplete", 485: "Ambiguous", 486: "Busy Here",
-    487: "Request Terminated", 488: "Not Acceptable Here", 489: "Bad Event", 491: "Request Pending",
-    493: "Undecipherable", 494: "Security Agreement Required",
-    500: "Server Internal Error", 501: "Not Implemented", 502: "Bad Gateway",
-    503: "Service Unavailable", 504: "Server Time-out", 505: "Version Not Supported",
-    513: "Message Too Large", 580: "Precondition Failure",
-    600: "Busy Everywhere", 603: "Decline", 604: "Does Not Exist Anywhere", 606: "Not Acceptable",
-    607: "Unwanted", 608: "Rejected",
-}
-_CLASS_PHRASES = {1: "Trying", 2: "OK", 3: "Redirection", 4: "Client Error", 5: "Server Error",
-                  6: "Global Failure"}
 
 _VERSION_RE = re.compile(r"SIP/(\d{1,4})\.(\d{1,4})", re.IGNORECASE)
 # Header lines may carry HTAB; any other control character is malformed.
 _CTL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # The same but for CR and LF, which separate the lines of a header block.
 _CTL_IN_BLOCK_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_CSEQ_RE = re.compile(r"(\d+)[ \t]+([A-Za-z0-9\-.!%*_+`'~]+)")
-# RFC 3261 §25.1 rfc1123-date; the zone MUST be "GMT" (§20.17).
-_DATE_RE = re.compile(
-    r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
-    r" \d{4} \d\d:\d\d:\d\d GMT")
 
 T = TypeVar("T")
 
-
-@dataclass
-class CSeq:
-    """The CSeq header (RFC 3261 §20.16)."""
-
-    number: int
-    method: str
-
-    def __str__(self) -> str:
-        return f"{self.number} {self.method}"
-
-
-def _bad(what: str, headers: Headers | None = None) -> SipParseError:
-    return SipParseError(f"Bad Request: {what}", 400, headers)
-
-
-def _parse_cseq(value: str) -> CSeq:
-    text = value.strip(" \t")
-    number, space, method = text.partition(" ")
-    if space and len(number) <= 10 and number.isdigit() and number.isascii() and is_token(method):
-        # "1 REGISTER", as written in practice: no regular expression needed.
-        if int(number) > _MAX_CSEQ:
-            raise _bad("CSeq number out of range")
-        return CSeq(int(number), method)
-    m = _CSEQ_RE.fullmatch(text)
-    if m is None:
-        raise _bad("malformed CSeq")
-    digits = m.group(1)
-    if len(digits) > 10 or int(digits) > _MAX_CSEQ:
-        raise _bad("CSeq number out of range")
-    return CSeq(int(digits), m.group(2))
-
-
-def _parse_small_int(value: str, limit: int, name: str) -> int:
-    v = value.strip(" \t")
-    if not v.isdigit() or not v.isascii() or len(v) > 10 or int(v) > limit:
-        raise _bad(f"malformed or out of range {name}")
-    return int(v)
-
-
-# The parsers behind the header views: each reads the Headers it is given and raises
-# SipParseError when the header is missing, repeated or malformed.
-
-
-def _single(h: Headers, key: str, name: str) -> str:
-    """The value of a header that must be present exactly once (``key``: its look-up key)."""
-    values = h._lookup().get(key)
-    if not values:
-        raise _bad(f"missing {name} header")
-    if len(values) > 1:
-        raise _bad(f"more than one {name} header")
-    return values[0]
-
-
-def _optional_small_int(h: Headers, key: str, name: str, limit: int) -> int | None:
-    values = h._lookup().get(key)
-    if not values:
-        return None
-    if len(values) > 1:
-        raise _bad(f"more than one {name} header")
-    return _parse_small_int(values[0], limit, name)
-
-
-def _parse_call_id(h: Headers) -> str:
-    value = _single(h, "call-id", "Call-ID").strip(" \t")
-    if not is_call_id(value):
-        raise _bad("malformed Call-ID")
-    return value
-
-
-def _parse_cseq_header(h: Headers) -> CSeq:
-    return _parse_cseq(_single(h, "cseq", "CSeq"))
-
-
-def _parse_from(h: Headers) -> NameAddr:
-    return NameAddr.parse(_single(h, "from", "From"))
-
-
-def _parse_to(h: Headers) -> NameAddr:
-    return NameAddr.parse(_single(h, "to", "To"))
-
-
-def _parse_vias(h: Headers) -> list[Via]:
-    out: list[Via] = []
-    for value in h._lookup().get("via", ()):
-        if "," in value:
-            out.extend(parse_via_list(value))
-        else:
-            # One via-parm: what parse_via_list would find, without splitting.
-            value = value.strip()
-            if value:
-                out.append(Via.parse(value))
-    return out
-
-
-def _parse_contacts(h: Headers) -> list[NameAddr]:
-    values = h.get_all("Contact")
-    if values == ["*"]:
-        return []
-    if "*" in values:
-        raise _bad("Contact * mixed with other contacts")
-    return [NameAddr.parse(v) for v in values]
-
-
-def _parse_routes(h: Headers) -> list[NameAddr]:
-    return [NameAddr.parse(v) for v in h.get_all("Route")]
-
-
-def _parse_record_routes(h: Headers) -> list[NameAddr]:
-    return [NameAddr.parse(v) for v in h.get_all("Record-Route")]
-
-
-def _parse_max_forwards(h: Headers) -> int | None:
-    return _optional_small_int(h, "max-forwards", "Max-Forwards", 255)
-
-
-def _parse_expires(h: Headers) -> int | None:
-    return _optional_small_int(h, "expires", "Expires", _MAX_DELTA_SECONDS)
+_bad = bad_request
 
 
 class Message:
-    """What requests and responses share: the header views and serialisation."""
+    """What requests and responses share: the header views and serialisation.
+
+    Each view is parsed on first access and cached with the Headers' version, so a change
+    to the headers is seen; the hot views check the cache inline (one call less per access:
+    the stack reads them dozens of times per call)."""
 
     headers: Headers
     body: bytes
@@ -248,33 +116,55 @@ class Message:
     @property
     def call_id(self) -> str:
         """The Call-ID (RFC 3261 §20.8)."""
-        return self._cached("call-id", _parse_call_id)
+        entry = self._cache.get("call-id")
+        h = self.headers
+        if entry is not None and entry[0] is h and entry[1] == h._version:
+            return entry[2]
+        return self._cached("call-id", parse_call_id)
 
     @property
     def cseq(self) -> CSeq:
         """The CSeq (RFC 3261 §20.16). Treat the returned object as read-only."""
-        return self._cached("cseq", _parse_cseq_header)
+        entry = self._cache.get("cseq")
+        h = self.headers
+        if entry is not None and entry[0] is h and entry[1] == h._version:
+            return entry[2]
+        return self._cached("cseq", parse_cseq_header)
 
     @property
     def from_addr(self) -> NameAddr:
-        """The From header (RFC 3261 §20.20). Treat it as read-only: change the
-        header to change the message."""
-        return self._cached("from", _parse_from)
+        """The From header (RFC 3261 §20.20). Read-only: the object is shared with every
+        message carrying the same From text (a cache); change the header to change the
+        message."""
+        entry = self._cache.get("from")
+        h = self.headers
+        if entry is not None and entry[0] is h and entry[1] == h._version:
+            return entry[2]
+        return self._cached("from", parse_from)
 
     @property
     def to_addr(self) -> NameAddr:
         """The To header (RFC 3261 §20.39). Read-only, like from_addr."""
-        return self._cached("to", _parse_to)
+        entry = self._cache.get("to")
+        h = self.headers
+        if entry is not None and entry[0] is h and entry[1] == h._version:
+            return entry[2]
+        return self._cached("to", parse_to)
 
     @property
     def vias(self) -> list[Via]:
         """Every Via value, topmost first (RFC 3261 §20.42)."""
-        return list(self._cached("via", _parse_vias))
+        return list(self._cached("via", parse_vias))
 
     @property
     def top_via(self) -> Via:
         """The topmost Via value; SipParseError when there is none."""
-        vias = self._cached("via", _parse_vias)
+        entry = self._cache.get("via")
+        h = self.headers
+        if entry is not None and entry[0] is h and entry[1] == h._version:
+            vias = entry[2]
+        else:
+            vias = self._cached("via", parse_vias)
         if not vias:
             raise _bad("missing Via header")
         return vias[0]
@@ -288,27 +178,27 @@ class Message:
     @property
     def contacts(self) -> list[NameAddr]:
         """Every Contact value; an empty list for ``*`` or no Contact."""
-        return list(self._cached("contact", _parse_contacts))
+        return list(self._cached("contact", parse_contacts))
 
     @property
     def routes(self) -> list[NameAddr]:
         """Every Route value, in order (RFC 3261 §20.34)."""
-        return list(self._cached("route", _parse_routes))
+        return list(self._cached("route", parse_routes))
 
     @property
     def record_routes(self) -> list[NameAddr]:
         """Every Record-Route value, in order (RFC 3261 §20.30)."""
-        return list(self._cached("record-route", _parse_record_routes))
+        return list(self._cached("record-route", parse_record_routes))
 
     @property
     def max_forwards(self) -> int | None:
         """Max-Forwards (0-255, RFC 3261 §20.22), None when absent."""
-        return self._cached("max-forwards", _parse_max_forwards)
+        return self._cached("max-forwards", parse_max_forwards)
 
     @property
     def expires(self) -> int | None:
         """The Expires header in seconds (RFC 3261 §20.19), None when absent."""
-        return self._cached("expires", _parse_expires)
+        return self._cached("expires", parse_expires)
 
     @property
     def content_type(self) -> str | None:
@@ -550,45 +440,65 @@ def _checked_request_line(line: str) -> tuple[str, Uri, str]:
 def _validate(message: Request | Response) -> None:
     """RFC 3261 §8.1.1 mandatory headers, present once and well-formed."""
     h = message.headers
+    index = h._index or h._lookup()
     # The views parsed here go straight into the message's cache (as the properties
-    # would put them). From, To and Contact are only checked: their shared parse is
-    # cached by text, and the message's own copy is made when asked for.
-    stamp = (h, h._version)
+    # would put them), so nothing is parsed twice. Contact values are only checked: their
+    # shared parse is cached by text, and the message's own copy is made when asked for.
+    version = h._version
     cache = message._cache
     try:
-        cseq = _parse_cseq_header(h)
-        cache["cseq"] = (*stamp, cseq)
-        cache["call-id"] = (*stamp, _parse_call_id(h))
-        NameAddr.parse_shared(_single(h, "from", "From"))
-        NameAddr.parse_shared(_single(h, "to", "To"))
-        cache["max-forwards"] = (*stamp, _optional_small_int(h, "max-forwards", "Max-Forwards", 255))
-        cache["expires"] = (*stamp, _optional_small_int(h, "expires", "Expires", _MAX_DELTA_SECONDS))
-        vias = _parse_vias(h)
-        cache["via"] = (*stamp, vias)
+        cseq = parse_cseq(_one(index, "cseq", "CSeq"))
+        cache["cseq"] = (h, version, cseq)
+        call_id = _one(index, "call-id", "Call-ID").strip(" \t")
+        if not is_call_id(call_id):
+            raise _bad("malformed Call-ID")
+        cache["call-id"] = (h, version, call_id)
+        cache["from"] = (h, version, NameAddr.parse_shared(_one(index, "from", "From")))
+        cache["to"] = (h, version, NameAddr.parse_shared(_one(index, "to", "To")))
+        values = index.get("max-forwards")
+        cache["max-forwards"] = (h, version, None if values is None else optional_small_int(
+            h, "max-forwards", "Max-Forwards", 255))
+        values = index.get("expires")
+        cache["expires"] = (h, version, None if values is None else optional_small_int(
+            h, "expires", "Expires", MAX_DELTA_SECONDS))
+        vias = parse_vias(h)
+        cache["via"] = (h, version, vias)
         if not vias:
             raise _bad("missing Via header")
         if len(vias) > MAX_VIA_COUNT:
             raise SipParseError("Too Many Hops", 483)
-        contacts = h.get_all("Contact") if "contact" in h._lookup() else []
-        if contacts != ["*"]:
-            if "*" in contacts:
-                raise _bad("Contact * mixed with other contacts")
-            # Every value parses before any expires is looked at: the first error
-            # found is the one reported.
-            for contact in [NameAddr.parse_shared(value) for value in contacts]:
-                expires = contact.params.get("expires")
-                if expires is not None:
-                    _parse_small_int(expires, _MAX_DELTA_SECONDS, "Contact expires")
-        if message.is_wildcard_contact and not isinstance(message, Request):
-            raise _bad("Contact * in a response")
-        date = h.get("Date")
-        if date is not None and not _DATE_RE.fullmatch(date.strip(" \t")):
+        if "contact" in index:
+            contacts = h.get_all("Contact")
+            if contacts != ["*"]:
+                if "*" in contacts:
+                    raise _bad("Contact * mixed with other contacts")
+                # Every value parses before any expires is looked at: the first error
+                # found is the one reported.
+                for contact in [NameAddr.parse_shared(value) for value in contacts]:
+                    expires = contact.params.get("expires")
+                    if expires is not None:
+                        parse_small_int(expires, MAX_DELTA_SECONDS, "Contact expires")
+            elif (not isinstance(message, Request) and len(index["contact"]) == 1
+                  and index["contact"][0].strip(" \t") == "*"):
+                raise _bad("Contact * in a response")
+        date = index.get("date")
+        if date is not None and not is_rfc1123_date(date[0]):
             raise _bad("malformed Date (RFC 3261 §20.17 requires GMT)")
     except SipParseError as exc:
         exc.headers = h
         raise
     if isinstance(message, Request) and cseq.method != message.method:
         raise _bad("CSeq method does not match request method", h)
+
+
+def _one(index: dict[str, list[str]], key: str, name: str) -> str:
+    """The value of a header that must be present exactly once (see fields.single_value)."""
+    values = index.get(key)
+    if not values:
+        raise _bad(f"missing {name} header")
+    if len(values) > 1:
+        raise _bad(f"more than one {name} header")
+    return values[0]
 
 
 # --- building ----------------------------------------------------------------
@@ -623,7 +533,7 @@ def make_response(request: Request, status: int, reason: str | None = None, *,
     for name, value in headers:
         h.add(name, value)
     if reason is None:
-        reason = REASON_PHRASES.get(status) or _CLASS_PHRASES[status // 100]
+        reason = reason_phrase(status)
     return Response(status, reason, h, body)
 
 
@@ -642,7 +552,7 @@ def response_for_error(error: SipParseError, *, to_tag: str | None = None) -> Re
         return None
     h = error.headers
     try:
-        if not _parse_vias(h):
+        if not parse_vias(h):
             return None
     except SipParseError:
         return None
@@ -664,28 +574,4 @@ def response_for_error(error: SipParseError, *, to_tag: str | None = None) -> Re
         out._append_trusted(name, value)
     return Response(error.status, error.reason, out)
 
-
-# The random parts below come from os.urandom, the source the secrets module draws on
-# (called directly: a tag is drawn for nearly every response).
-
-
-def generate_tag() -> str:
-    """A From/To tag with 64 random bits (RFC 3261 §19.3 asks for at least 32)."""
-    return os.urandom(8).hex()
-
-
-def generate_branch() -> str:
-    """A Via branch: the magic cookie then 96 random bits (RFC 3261 §8.1.1.7)."""
-    return BRANCH_MAGIC_COOKIE + os.urandom(12).hex()
-
-
-def generate_call_id(host: str) -> str:
-    """A globally unique Call-ID, ``random@host`` (RFC 3261 §8.1.1.4)."""
-    local = os.urandom(16).hex()
-    host = host.strip("[]")
-    if not host:
-        return local
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{local}@{host}"
 

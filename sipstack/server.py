@@ -174,6 +174,9 @@ class SipServer:
                         self.respond(event, make_response(event.request, 500, to_tag=generate_tag()))
                     except Exception:
                         pass
+        for tx in out.trying:
+            # After the TU had the INVITE: a 407 or a 486 it sent at once makes the 100 needless.
+            self._process(self.transactions.send_trying(tx, self.now()))
         self._arm_timer()
 
     def _emit(self, send: Send) -> None:

@@ -3,7 +3,7 @@
 A session with a timer must be refreshed (re-INVITE or UPDATE) within its interval, or it
 ends: that is how a call whose far end vanished without a BYE (a phone unplugged, a crashed
 provider) stops being billed and stops holding an agent. `SessionTimer` is the negotiated
-result, pure data; `SessionTimerLeg` runs it for a leg (`sipstack.session.Leg` mixes it in):
+result, pure data; `SessionTimerLeg` runs it for a leg (`sipstack.legs.Leg` mixes it in):
 the refresher sends the refresh at half the interval, the other side ends the session with
 BYE when no refresh came in time (§10).
 

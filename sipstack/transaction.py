@@ -37,7 +37,9 @@ class TxState(enum.Enum):
     TERMINATED = "terminated"
 
 
-@dataclass(frozen=True)
+# Actions and events are made for every message: plain slotted dataclasses, which are built
+# several times faster than frozen ones (those set each field through object.__setattr__).
+@dataclass(slots=True)
 class Send:
     """Put `data` on the wire towards `destination` (a retransmission or a first send)."""
 
@@ -45,7 +47,7 @@ class Send:
     destination: Address
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class DeliverResponse:
     """A response the client transaction passes up to its TU."""
 
@@ -66,27 +68,42 @@ Action = Send | DeliverResponse | TimedOut | Terminated
 
 
 class _Timers:
-    """Named deadlines of one transaction (absolute times, seconds)."""
+    """Named deadlines of one transaction (absolute times, seconds). The earliest is kept up to
+    date as timers start and stop: the transaction layer asks for it after every message."""
+
+    __slots__ = ("_deadlines", "earliest")
 
     def __init__(self) -> None:
         self._deadlines: dict[str, float] = {}
+        #: The earliest deadline, None when no timer runs.
+        self.earliest: float | None = None
 
     def start(self, name: str, at: float) -> None:
-        self._deadlines[name] = at
+        deadlines = self._deadlines
+        old = deadlines.get(name)
+        deadlines[name] = at
+        earliest = self.earliest
+        if earliest is None or at < earliest:
+            self.earliest = at
+        elif old is not None and old == earliest and at != old:
+            # The earliest timer was restarted later: another may be first now.
+            self.earliest = min(deadlines.values())
 
     def stop(self, name: str) -> None:
-        self._deadlines.pop(name, None)
+        at = self._deadlines.pop(name, None)
+        if at is not None and at == self.earliest:
+            self.earliest = min(self._deadlines.values(), default=None)
+
+    def running(self, name: str) -> bool:
+        return name in self._deadlines
 
     def clear(self) -> None:
         self._deadlines.clear()
+        self.earliest = None
 
     def due(self, now: float) -> list[str]:
         names = sorted((at, name) for name, at in self._deadlines.items() if at <= now)
         return [name for _, name in names]
-
-    @property
-    def earliest(self) -> float | None:
-        return min(self._deadlines.values(), default=None)
 
 
 class Transaction:
@@ -101,6 +118,8 @@ class Transaction:
         self.timers = _Timers()
         self._last: bytes | None = None
         self._interval = t1
+        #: The deadline the transaction layer last put in its heap for us (None: none there).
+        self.scheduled: float | None = None
 
     @property
     def deadline(self) -> float | None:
@@ -109,6 +128,11 @@ class Transaction:
     @property
     def terminated(self) -> bool:
         return self.state is TxState.TERMINATED
+
+    @property
+    def responded(self) -> bool:
+        """True once the transaction has sent something (a response, for a server one)."""
+        return self._last is not None
 
     def _send(self, data: bytes) -> Send:
         self._last = data
@@ -205,7 +229,20 @@ class ClientInviteTransaction(ClientTransaction):
             return self._resend()  # §17.1.1.2: retransmitted final response: ACK again, not to the TU
         return []
 
+    def cancel_sent(self, now: float) -> list[Action]:
+        """Our CANCEL for this INVITE went out (RFC 3261 §9.1): if no final response comes
+        within 64*T1, the transaction is given up as cancelled. Without this an INVITE in
+        Proceeding, which has no timer of its own (§17.1.1.2), would live for ever once the
+        callee that sent the provisional vanishes and answers neither CANCEL nor INVITE."""
+        if self.state in (TxState.CALLING, TxState.PROCEEDING) and not self.timers.running("cancel"):
+            self.timers.start("cancel", now + 64 * self.t1)
+        return []
+
     def _fire(self, name: str, now: float) -> list[Action]:
+        if name == "cancel" and self.state in (TxState.CALLING, TxState.PROCEEDING):
+            # §9.1: "consider the original transaction cancelled and ... destroy" it; the TU
+            # hears of it as a timeout, like Timer B, so whatever waits on it lets go.
+            return [TimedOut(), *self._terminate()]
         if name == "A" and self.state is TxState.CALLING:
             self._interval *= 2  # §17.1.1.2: A doubles with no cap
             self.timers.start("A", now + self._interval)
@@ -267,6 +304,9 @@ class ServerTransaction(Transaction):
         self.method = request.method
         #: Released with the final response (see ClientTransaction.request).
         self.request: Request | None = request
+        #: (first Via field as copied from the request, as stamped): the layer works out the
+        #: stamp of RFC 3261 §18.2.1 once and gives every response the same.
+        self.via_stamp: tuple[str, str] | None = None
 
     def respond(self, response: Response, now: float) -> list[Action]:  # pragma: no cover
         raise NotImplementedError

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from sipstack.addressing import Address, Transport
 from sipstack.headers import split_list
@@ -29,12 +29,14 @@ from sipstack.transaction import (
     ServerTransaction,
     Terminated,
     TimedOut,
+    TxState,
 )
+from sipstack.uri import Via
 
 MAGIC_COOKIE = "z9hG4bK"  # RFC 3261 §8.1.1.7
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RequestReceived:
     """A new request; the TU answers it through `TransactionLayer.respond(transaction, ...)`."""
 
@@ -43,7 +45,7 @@ class RequestReceived:
     transaction: ServerTransaction
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class AckReceived:
     """An ACK that matched no server transaction: the ACK of a 2xx, for the dialog (§13.2.2.4)."""
 
@@ -51,13 +53,13 @@ class AckReceived:
     source: Address
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ResponseReceived:
     response: Response
     transaction: ClientTransaction
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class StrayResponse:
     """A response no client transaction waits for, e.g. a 2xx retransmitted after Timer M."""
 
@@ -65,7 +67,7 @@ class StrayResponse:
     source: Address
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class TransactionTimeout:
     transaction: ClientTransaction | ServerTransaction
 
@@ -79,10 +81,14 @@ class Output:
 
     sends: list[Send] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    #: New INVITE server transactions: once the TU has seen their RequestReceived, the owner
+    #: calls `send_trying` for each (RFC 3261 §17.2.1: a 100 unless the TU answered already).
+    trying: list[ServerInviteTransaction] = field(default_factory=list)
 
     def extend(self, other: Output) -> None:
         self.sends += other.sends
         self.events += other.events
+        self.trying += other.trying
 
 
 def server_key(request: Request) -> str:
@@ -125,20 +131,34 @@ def stamp_via(message: Request | Response, source: Address, request: Request | N
     from it has to be parsed again. With `request` given, its already-parsed top Via is the
     template and only that one value is rewritten."""
     top = (request or message).top_via
-    params = dict(top.params)
-    if top.host != source.host:
-        params["received"] = source.host
+    params = top.params
+    host = source.host
     if top.has_rport:
-        params["received"] = source.host
-        params["rport"] = str(source.port)
-    if params == top.params:
+        port = str(source.port)
+        if params.get("received") == host and params.get("rport") == port:
+            return
+        params = {**params, "received": host, "rport": port}
+    elif top.host != host:
+        if params.get("received") == host:
+            return
+        params = {**params, "received": host}
+    else:
         return
-    fields = message.headers.get_fields("Via")
-    values = split_list(fields[0])  # the first field may hold several comma-separated values
-    values[0] = str(replace(top, params=params))
-    message.headers.set("Via", ", ".join(values))
-    for value in fields[1:]:
-        message.headers.add("Via", value)
+    stamped = str(Via(top.transport, top.host, top.port, params, top.protocol))
+    fields = message.headers._fields
+    i = next((i for i, f in enumerate(fields) if f[0] == "via"), -1)
+    if i < 0:
+        return
+    f = fields[i]
+    # The first Via field may hold several comma-separated values: only the first changes,
+    # and the field keeps its place.
+    value = f[2]
+    if "," in value:
+        values = split_list(value)
+        values[0] = stamped
+        stamped = ", ".join(values)
+    fields[i] = (f[0], f[1], stamped)
+    message.headers._changed()
 
 
 class TransactionLayer:
@@ -159,9 +179,11 @@ class TransactionLayer:
         while self._heap:
             at, _, key, is_server = self._heap[0]
             tx = (self._server if is_server else self._client).get(key)
-            if tx is not None and tx.deadline == at:
+            if tx is not None and tx.timers.earliest == at:
                 return at
             heapq.heappop(self._heap)  # stale entry: the transaction moved on or ended
+            if tx is not None and tx.scheduled == at:
+                tx.scheduled = None
         return None
 
     def find_invite_for_cancel(self, cancel: Request) -> ServerInviteTransaction | None:
@@ -193,9 +215,8 @@ class TransactionLayer:
         tx = kind(key, request, destination, source.reliable, source=source, **self._timers)
         self._server[key] = tx
         out = Output(events=[RequestReceived(request, source, tx)])
-        if request.method == "INVITE":
-            # §17.2.1: answer 100 at once rather than make the client retransmit.
-            out.extend(self.respond(tx, make_response(request, 100), now))
+        if isinstance(tx, ServerInviteTransaction):
+            out.trying.append(tx)
         return out
 
     def _receive_response(self, response: Response, source: Address, now: float) -> Output:
@@ -216,10 +237,39 @@ class TransactionLayer:
         kind = ClientInviteTransaction if request.method == "INVITE" else ClientNonInviteTransaction
         tx = kind(key, request, destination, destination.reliable, **self._timers)
         self._client[key] = tx
-        return tx, self._run(tx, tx.start(now))
+        out = self._run(tx, tx.start(now))
+        if request.method == "CANCEL":
+            # RFC 3261 §9.1: the CANCEL carries its INVITE's branch; that INVITE is given up
+            # 64*T1 from now unless a final response ends it first.
+            invite = self._client.get(client_key(branch, "INVITE"))
+            if isinstance(invite, ClientInviteTransaction):
+                out.extend(self._run(invite, invite.cancel_sent(now)))
+        return tx, out
+
+    def send_trying(self, tx: ServerInviteTransaction, now: float) -> Output:
+        """RFC 3261 §17.2.1: the 100 Trying of a new INVITE, sent at once (not after 200 ms)
+        so the client stops retransmitting — unless the TU, which saw the request first,
+        already answered it (a 407 challenge, a 486): then the 100 would be one more datagram
+        for nothing."""
+        if tx.state is not TxState.PROCEEDING or tx.request is None or tx.responded:
+            return Output()
+        return self.respond(tx, make_response(tx.request, 100), now)
 
     def respond(self, tx: ServerTransaction, response: Response, now: float) -> Output:
-        stamp_via(response, tx.source, tx.request)
+        # Every response of a transaction gets the same stamped Via: worked out for the
+        # first one, reused (by the text it replaces) for the rest.
+        fields = response.headers._fields
+        first = next((i for i, f in enumerate(fields) if f[0] == "via"), -1)
+        if first >= 0:
+            stamp = tx.via_stamp
+            original = fields[first]
+            if stamp is not None and stamp[0] == original[2]:
+                if stamp[1] != original[2]:
+                    fields[first] = (original[0], original[1], stamp[1])
+                    response.headers._changed()
+            else:
+                stamp_via(response, tx.source, tx.request)
+                tx.via_stamp = (original[2], fields[first][2])
         return self._run(tx, tx.respond(response, now))
 
     def transport_error(self, tx: ClientTransaction | ServerTransaction) -> Output:
@@ -232,8 +282,13 @@ class TransactionLayer:
         while self._heap and self._heap[0][0] <= now:
             at, _, key, is_server = heapq.heappop(self._heap)
             tx = (self._server if is_server else self._client).get(key)
-            if tx is None or tx.deadline != at:
+            if tx is None:
                 continue
+            if tx.timers.earliest != at:
+                if tx.scheduled == at:
+                    tx.scheduled = None
+                continue
+            tx.scheduled = None  # its heap entry is gone; _run pushes the next one
             out.extend(self._run(tx, tx.on_timer(now)))
         return out
 
@@ -242,16 +297,21 @@ class TransactionLayer:
     def _run(self, tx: ClientTransaction | ServerTransaction, actions: list[Action]) -> Output:
         out = Output()
         for action in actions:
-            if isinstance(action, Send):
-                out.sends.append(action)
-            elif isinstance(action, DeliverResponse):
-                out.events.append(ResponseReceived(action.response, tx))  # type: ignore[arg-type]
-            elif isinstance(action, TimedOut):
+            kind = type(action)
+            if kind is Send:
+                out.sends.append(action)  # type: ignore[arg-type]
+            elif kind is DeliverResponse:
+                out.events.append(ResponseReceived(action.response, tx))  # type: ignore[arg-type, union-attr]
+            elif kind is TimedOut:
                 out.events.append(TransactionTimeout(tx))
-            elif isinstance(action, Terminated):
+            elif kind is Terminated:
                 table = self._server if isinstance(tx, ServerTransaction) else self._client
                 table.pop(tx.key, None)
-        deadline = tx.deadline
-        if not tx.terminated and deadline is not None:
+        deadline = tx.timers.earliest
+        if deadline is None:
+            tx.scheduled = None
+        elif deadline != tx.scheduled and not tx.terminated:
+            # One heap entry per deadline: most messages leave a transaction's timers as they were.
+            tx.scheduled = deadline
             heapq.heappush(self._heap, (deadline, next(self._seq), tx.key, isinstance(tx, ServerTransaction)))
         return out

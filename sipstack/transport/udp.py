@@ -14,12 +14,17 @@ log = logging.getLogger(__name__)
 # A burst of thousands of requests per second must not overflow the kernel's default ~200 KB
 # receive buffer while the event loop is busy with the previous batch.
 SOCKET_BUFFER = 4 * 1024 * 1024
+# The peers a server hears from are few (phones, trunks, a proxy) and each sends many datagrams:
+# their Address objects are kept for reuse. Past this many the table starts over, so a flood
+# from spoofed sources cannot grow it without bound.
+MAX_KNOWN_SOURCES = 4096
 
 
 class UdpTransport(asyncio.DatagramProtocol):
     def __init__(self, sink: MessageSink) -> None:
         self._sink = sink
         self._transport: asyncio.DatagramTransport | None = None
+        self._sources: dict[tuple, Address] = {}
 
     @classmethod
     async def listen(cls, host: str, port: int, sink: MessageSink) -> UdpTransport:
@@ -41,7 +46,12 @@ class UdpTransport(asyncio.DatagramProtocol):
         self._transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
-        self._sink(data, Address(Transport.UDP, addr[0], addr[1]))
+        source = self._sources.get(addr)
+        if source is None:
+            if len(self._sources) >= MAX_KNOWN_SOURCES:
+                self._sources.clear()
+            source = self._sources[addr] = Address(Transport.UDP, addr[0], addr[1])
+        self._sink(data, source)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable and friends: the transaction's timers handle the silence.

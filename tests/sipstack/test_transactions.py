@@ -128,14 +128,26 @@ class TestClientInvite:
 
 
 class TestServerInvite:
-    def test_trying_sent_at_once_and_repeated_for_retransmitted_invite(self) -> None:
+    def test_trying_sent_once_the_tu_has_seen_the_invite_and_repeated_for_retransmissions(self) -> None:
         layer = TransactionLayer()
-        req = request("INVITE")
-        out = layer.receive(req, UDP_PEER, now=0.0)
-        assert isinstance(out.events[0], RequestReceived)
-        assert parse_message(out.sends[0].data).status == 100  # type: ignore[union-attr]
+        out = layer.receive(request("INVITE"), UDP_PEER, now=0.0)
+        event = out.events[0]
+        assert isinstance(event, RequestReceived)
+        assert out.sends == [] and out.trying == [event.transaction]
+        trying = layer.send_trying(event.transaction, now=0.0)  # type: ignore[arg-type]
+        assert parse_message(trying.sends[0].data).status == 100  # type: ignore[union-attr]
         again = layer.receive(request("INVITE"), UDP_PEER, now=0.5)
         assert again.events == [] and parse_message(again.sends[0].data).status == 100  # type: ignore[union-attr]
+
+    def test_no_trying_when_the_tu_answered_at_once(self) -> None:
+        # §17.2.1: the 100 only stops retransmissions; a final response sent at once does that.
+        layer = TransactionLayer()
+        event = layer.receive(request("INVITE"), UDP_PEER, now=0.0).events[0]
+        assert isinstance(event, RequestReceived)
+        layer.respond(event.transaction, make_response(event.request, 407, to_tag="me"), now=0.0)
+        assert layer.send_trying(event.transaction, now=0.0).sends == []  # type: ignore[arg-type]
+        again = layer.receive(request("INVITE"), UDP_PEER, now=0.5)
+        assert parse_message(again.sends[0].data).status == 407  # type: ignore[union-attr]
 
     def test_timer_g_retransmits_final_until_ack_then_timer_i(self) -> None:
         layer = TransactionLayer()
