@@ -23,6 +23,35 @@ Two more modes load the engine's frame path:
     python -m bench media --calls 300 --duration 20 --record 300 --json OUT.json
     python -m bench media --conferences 50 --members 10 --duration 20 --json OUT.json
 
+How delay and delay variation are measured (the same for the engine, the bare relay and
+rtpengine): each packet's one-way delay runs from the kernel's software TX stamp of the
+generator's datagram (SO_TIMESTAMPING with OPT_ID, read from the socket's error queue: when the
+loopback device took it) to the kernel's RX stamp of the relayed datagram at the generator
+(SO_TIMESTAMPNS, which on loopback is taken when the relay's datagram enters the device, i.e.
+when the relay sent it). `jitter_p50_ms`/`jitter_p99_ms` are quantiles over all packets of that
+delay minus the minimum delay of the packet's direction (RFC 5481 §4.2 PDV); `latency_*` are the
+delays themselves; `rfc3550_jitter_mean_ms`/`_max_ms` is the RFC 3550 A.8 estimator over the same
+transit times. Neither the generator's scheduling nor the wait of a datagram behind the others of
+the generator's sendmmsg batch counts. The figures of the older method, from a user-space send
+stamp taken just before the batch's sendmmsg, are kept as `jitter_userstamp_*` and
+`latency_userstamp_*` (the `jitter_*` figures of result files written before this change).
+
+Why a relay falls behind shows in `runqueue_wait_pct`: the share of the window the relay's
+thread(s) were runnable but not running (schedstat, proc(5); it includes the microseconds of
+every wake-up). A SCHED_FIFO thread that needs more than the kernel's real-time budget
+(kernel.sched_rt_runtime_us per sched_rt_period_us, 95 % of each CPU by default, `rt_budget_us`
+in params) is throttled for the rest of each period: about 50 ms once a second, which is what
+the p99 of tens of ms at 1,000 calls was (sampling the engine thread's schedstat every 2 ms
+showed 25-52 ms run-queue waits at each second's end, with the thread at ~95 % of a CPU by its
+own CPU clock; /proc's tick-sampled `engine_cpu_pct` reads lower). The thread is then simply
+saturated: pacing it under the budget only trades the once-a-second stall for a standing
+backlog, and a second CPU is not free on this 2-core machine (the generator uses it). Profiled
+with perf at 700-1,000 calls,
+~90 % of the engine thread's time is in the kernel: sendmmsg ~60 % (of which ~17 % is the
+loopback delivery into the generator's socket, which a NIC would not charge to the sender),
+recvmmsg ~17 %, epoll ~9 %; the engine's own code ~6 %. So the engine costs about what the
+bare relay does, and both need most of a CPU at 1,000 calls on this machine.
+
 Where the delay variation comes from: `--residence` has the engine histogram, for every packet,
 the time between its arrival (the kernel's SO_TIMESTAMPNS stamp on the engine's socket) and the
 engine thread reading it, i.e. the delay the engine adds, apart from the generator's own
@@ -38,11 +67,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
-import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,15 +76,24 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import CLOCK_TICKS, cpu_seconds, machine_info, rss_mb, thread_cpu_seconds, write_result
+from bench.common import cpu_seconds, machine_info, rss_mb, thread_cpu_seconds, write_result
+from bench.media_probes import (
+    build_tool,
+    make_realtime,
+    read_json,
+    read_ports,
+    rt_budget,
+    runqueue_wait_seconds,
+    send_line,
+    start_tool,
+    system_cpu_seconds,
+    udp_socket_drops,
+)
 from bench.rtpengine import RtpEngine
 from mediacore import MediaEngine
 from mediacore.engine import REALTIME_PRIORITY
 from mediacore.taps import ROOM_CAPACITY
 
-ROOT = Path(__file__).resolve().parent.parent
-SOURCES = ROOT / "bench" / "rtpload"
-BUILD = ROOT / "build" / "rtpload"      # build/ is git-ignored
 # Goal of the issue on the 2-core reference machine.
 GOAL_CALLS, GOAL_LOSS_PCT, GOAL_JITTER_P99_MS = 1000, 0.1, 2.0
 GOAL_RECORDINGS, GOAL_ROOMS, GOAL_MEMBERS = 300, 50, 10
@@ -68,122 +103,45 @@ TICK_S = 0.02
 RECORDING_MIN_SHARE = 0.95
 # The generator sends each packet within this of its schedule, or the run is not a valid one.
 GENERATOR_LAG_LIMIT_MS = 5.0
-# Generous: the protocol lines hold one port number per stream.
-PIPE_LIMIT = 1 << 22
-
-
-def build_tool(name: str) -> Path:
-    """Compile bench/rtpload/NAME.c with `cc -O2` once per source version."""
-    source = SOURCES / f"{name}.c"
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
-    binary = BUILD / f"{name}-{digest}"
-    if not binary.exists():
-        BUILD.mkdir(parents=True, exist_ok=True)
-        partial = binary.with_suffix(".tmp")
-        subprocess.run(["cc", "-O2", "-Wall", "-o", str(partial), str(source)], check=True)
-        partial.rename(binary)
-    return binary
-
-
-async def _start(binary: Path, *args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        str(binary), *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=PIPE_LIMIT
-    )
-
-
-async def _send_line(proc: asyncio.subprocess.Process, line: str) -> None:
-    assert proc.stdin is not None
-    proc.stdin.write((line + "\n").encode())
-    await proc.stdin.drain()
-
-
-async def _read_ports(proc: asyncio.subprocess.Process, count: int, timeout: float = 60.0) -> list[int]:
-    assert proc.stdout is not None
-    line = (await asyncio.wait_for(proc.stdout.readline(), timeout)).decode().split()
-    if not line or line[0] != "PORTS" or len(line) != count + 1:
-        raise RuntimeError(f"load tool did not report {count} ports: {' '.join(line[:5])}...")
-    return [int(p) for p in line[1:]]
-
-
-async def _read_json(proc: asyncio.subprocess.Process, timeout: float) -> dict:
-    assert proc.stdout is not None
-    line = await asyncio.wait_for(proc.stdout.readline(), timeout)
-    if not line:
-        raise RuntimeError(f"load tool exited with status {await proc.wait()} before reporting")
-    return json.loads(line)
-
-
-def udp_socket_drops(ports: set[int]) -> int:
-    """Datagrams the kernel dropped on full receive buffers of the IPv4 UDP sockets bound to
-    `ports` (the `drops` column of /proc/net/udp): tells loss at the relay from loss at the
-    generator."""
-    total = 0
-    with open("/proc/net/udp") as f:
-        next(f)
-        for line in f:
-            fields = line.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) in ports:
-                total += int(fields[-1])
-    return total
-
-
-def _realtime(pid: int, priority: int) -> bool:
-    """Run the generator as a SCHED_FIFO process if asked and allowed. On a machine shared with
-    other work, a generator at normal priority falls behind its schedule, then sends what is
-    due in one burst, and the relay's queueing of that burst shows up as relay jitter; at real-
-    time priority it keeps its 1 ms clock and the figures measure the relay."""
-    if priority <= 0:
-        return False
-    try:
-        os.sched_setscheduler(pid, os.SCHED_FIFO, os.sched_param(priority))
-    except OSError:
-        return False
-    return True
-
-
-def system_cpu_seconds() -> tuple[float, float, float]:
-    """CPU seconds of the whole machine since boot from /proc/stat (proc(5)): time in tasks,
-    time in interrupts (where the kernel delivers loopback datagrams; listed apart here, though
-    a task's own utime+stime includes the interrupts that ran during it), and time stolen by
-    the hypervisor."""
-    with open("/proc/stat") as f:
-        values = [int(v) for v in f.readline().split()[1:]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = values[:8]
-    return (user + nice + system) / CLOCK_TICKS, (irq + softirq) / CLOCK_TICKS, steal / CLOCK_TICKS
-
-
+# What `jitter_p50_ms`/`jitter_p99_ms` mean (module docstring); written into params.
+JITTER_METHOD = ("RFC 5481 §4.2 PDV: per packet, (kernel RX stamp at the generator - kernel software TX stamp "
+                 "of the generator's datagram) minus that direction's minimum; p50/p99 over all packets")
+JITTER_METHOD_USERSTAMP = ("RFC 5481 §4.2 PDV from a user-space send stamp taken before each sendmmsg batch "
+                           "(--tx-stamps off)")
 async def _measure(
     args: argparse.Namespace, targets: list[int], configure, cpu_probe, relay_pid: int | None = None,
-    *, mix: bool = False,
+    *, mix: bool = False, wait_probe=None,
 ) -> tuple[dict, float, float]:
     """Run the generator against `targets`; `configure(generator_ports)` points the relay back.
     Returns the generator's results (with the machine's load in the window added), the relay's
     CPU seconds and the wall time of the window. With `mix` every target is a conference member
-    that answers with its own mix (rtpload --mix)."""
+    that answers with its own mix (rtpload --mix). `wait_probe()` gives the relay's run-queue
+    wait in seconds."""
     load = ("--mix", "--streams", str(len(targets))) if mix else ("--calls", str(args.calls))
-    generator = await _start(
+    generator = await start_tool(
         build_tool("rtpload"),
         *load, "--duration", str(args.duration),
         *("--host", args.bind, "--sockets", str(args.generator_sockets)),
         *("--pt-b", "8" if args.transcode else "0"),
+        *("--tx-stamps", "1" if args.tx_stamps else "0"),
     )
     try:
-        realtime_generator = _realtime(generator.pid, args.generator_priority)
-        await _send_line(generator, "TARGETS " + " ".join(map(str, targets)))
-        ports = await _read_ports(generator, len(targets))
+        realtime_generator = make_realtime(generator.pid, args.generator_priority)
+        await send_line(generator, "TARGETS " + " ".join(map(str, targets)))
+        ports = await read_ports(generator, len(targets))
         await configure(ports)
-        await _send_line(generator, "GO")
+        await send_line(generator, "GO")
         # Ours: this process (engine or idle harness), the generator, and a separate relay.
         ours = [os.getpid(), generator.pid] + ([relay_pid] if relay_pid else [])
 
-        def probe() -> tuple[float, float, float, tuple[float, float, float], float]:
+        def probe() -> tuple[float, float, float, tuple[float, float, float], float, float, float]:
             return (cpu_probe(), cpu_seconds(generator.pid), sum(map(cpu_seconds, ours)), system_cpu_seconds(),
-                    time.monotonic())
+                    time.monotonic(), wait_probe() if wait_probe else 0.0, runqueue_wait_seconds(generator.pid))
 
-        cpu0, gen0, ours0, sys0, wall0 = probe()
+        cpu0, gen0, ours0, sys0, wall0, wait0, gwait0 = probe()
         await asyncio.sleep(args.duration)
-        cpu1, gen1, ours1, sys1, wall1 = probe()
-        result = await _read_json(generator, timeout=args.duration + 60)
+        cpu1, gen1, ours1, sys1, wall1, wait1, gwait1 = probe()
+        result = await read_json(generator, timeout=args.duration + 60)
         result["relay_socket_drops"] = udp_socket_drops(set(targets))
         # Counted by the generator itself while its sockets were open (they close as it exits).
         result["generator_socket_drops"] = result.pop("own_socket_drops")
@@ -198,6 +156,9 @@ async def _measure(
     # The machine is shared: CPU that neither the relay nor the generator used is other load,
     # and a generator that fell behind its schedule makes the run's figures meaningless.
     result["generator_cpu_pct"] = round(100 * (gen1 - gen0) / wall, 1)
+    if wait_probe:
+        result["runqueue_wait_pct"] = round(100 * (wait1 - wait0) / wall, 2)
+    result["generator_runqueue_wait_pct"] = round(100 * (gwait1 - gwait0) / wall, 2)
     # Per-task times include the interrupt time spent during the task's system calls (here:
     # delivering loopback datagrams), which /proc/stat reports apart from task time.
     busy = (sys1[0] - sys0[0]) + (sys1[1] - sys0[1])
@@ -272,7 +233,8 @@ async def _run_engine(args: argparse.Namespace) -> dict:
         process0 = process_cpu[0]
         concealed.clear()
         residence.clear()
-        result, cpu, wall = await _measure(args, [leg.local_port for leg in legs], configure, engine_cpu)
+        result, cpu, wall = await _measure(args, [leg.local_port for leg in legs], configure, engine_cpu,
+                                           wait_probe=lambda: runqueue_wait_seconds(os.getpid(), tid))
         process = process_cpu[0] - process0
         totals = [engine.stats(leg) for leg in legs]
         relayed = sum(s.packets_out for s in totals)
@@ -378,20 +340,21 @@ async def _run_conferences(args: argparse.Namespace) -> dict:
 
 
 async def _run_baseline(args: argparse.Namespace) -> dict:
-    relay = await _start(build_tool("barerelay"), "--pairs", str(args.calls), "--host", args.bind)
+    relay = await start_tool(build_tool("barerelay"), "--pairs", str(args.calls), "--host", args.bind)
     try:
-        realtime = _realtime(relay.pid, args.engine_priority)    # scheduled as the engine is
-        relay_ports = await _read_ports(relay, 2 * args.calls)
+        realtime = make_realtime(relay.pid, args.engine_priority)    # scheduled as the engine is
+        relay_ports = await read_ports(relay, 2 * args.calls)
 
         async def configure(ports: list[int]) -> None:
-            await _send_line(relay, "DEST " + " ".join(map(str, ports)))
+            await send_line(relay, "DEST " + " ".join(map(str, ports)))
 
         result, cpu, wall = await _measure(
-            args, relay_ports, configure, lambda: cpu_seconds(relay.pid), relay.pid
+            args, relay_ports, configure, lambda: cpu_seconds(relay.pid), relay.pid,
+            wait_probe=lambda: runqueue_wait_seconds(relay.pid),
         )
         peak = rss_mb(relay.pid)
-        await _send_line(relay, "STOP")
-        relayed = (await _read_json(relay, timeout=30))["packets_relayed"]
+        await send_line(relay, "STOP")
+        relayed = (await read_json(relay, timeout=30))["packets_relayed"]
         result.update(
             packets_relayed=relayed,
             cpu_pct=round(100 * cpu / wall, 1),
@@ -422,7 +385,8 @@ async def _run_rtpengine(args: argparse.Namespace) -> dict:
             pass
 
         pid = rtpengine.proc.pid
-        result, cpu, wall = await _measure(args, relay_ports, configure, lambda: cpu_seconds(pid), pid)
+        result, cpu, wall = await _measure(args, relay_ports, configure, lambda: cpu_seconds(pid), pid,
+                                           wait_probe=lambda: runqueue_wait_seconds(pid))
         relayed = result["packets_received"]    # rtpengine keeps no per-run count; what arrived
         result.update(
             packets_relayed=relayed,
@@ -523,6 +487,8 @@ async def _run(args: argparse.Namespace) -> dict:
             "rtpengine": args.rtpengine,
             "engine_priority": args.engine_priority,
             "generator_priority": args.generator_priority,
+            "jitter_method": JITTER_METHOD if args.tx_stamps else JITTER_METHOD_USERSTAMP,
+            "rt_budget_us": rt_budget(),
         },
         "results": results,
         "machine": machine_info(),
@@ -551,6 +517,9 @@ def parser() -> argparse.ArgumentParser:
         default=2,
         help="sockets the generator's streams share (2*calls: one per stream, like real phones)",
     )
+    p.add_argument("--tx-stamps", type=int, choices=(0, 1), default=1,
+                   help="measure delay from the kernel's TX stamp of each generator datagram (1, default) "
+                        "or from a user-space stamp before each send batch (0: the older method)")
     p.add_argument("--residence", action="store_true",
                    help="also histogram, in the engine, how long each packet waited between its arrival "
                         "(kernel timestamp) and the engine reading it: the delay the engine adds, apart "

@@ -82,3 +82,31 @@ async def test_residence_probe_counts_every_relayed_packet(port_range, peers):
         assert plain.residence_histogram() is None
     finally:
         plain.close()
+
+
+def test_relay_mode_times_packets_from_the_kernels_own_send_and_receive_stamps(port_range):
+    doc = run(["--calls", "3", "--duration", "1.5", "--baseline"], port_range)
+    params, results = doc["params"], doc["results"]
+    assert params["mode"] == "relay" and "kernel" in params["jitter_method"]
+    for measured in (results, results["baseline"]):
+        assert measured["jitter_method"] == "kernel-tx-to-kernel-rx"
+        assert measured["packets_sent"] == measured["packets_received"] > 0
+        # Every datagram the generator sent was stamped by the kernel and matched on its return.
+        assert measured["tx_stamps_missing"] == 0 and measured["tx_stamps_mismatched"] == 0
+        assert measured["tx_stamps_reported"] >= measured["packets_received"]
+        # The kernel stamps a datagram after the user-space stamp taken before its sendmmsg: the
+        # delay it measures is the smaller, quantile for quantile.
+        for q in ("p50", "p99", "max"):
+            assert 0 <= measured[f"latency_{q}_ms"] <= measured[f"latency_userstamp_{q}_ms"]
+        assert 0 <= measured["jitter_p50_ms"] <= measured["jitter_p99_ms"] <= measured["jitter_max_ms"]
+        assert 0 <= measured["rfc3550_jitter_mean_ms"] <= measured["rfc3550_jitter_max_ms"]
+        assert measured["runqueue_wait_pct"] >= 0 and measured["generator_runqueue_wait_pct"] >= 0
+
+
+def test_relay_mode_can_still_measure_the_older_way(port_range):
+    doc = run(["--calls", "2", "--duration", "1", "--tx-stamps", "0"], port_range)
+    params, results = doc["params"], doc["results"]
+    assert "user-space" in params["jitter_method"]
+    assert results["jitter_method"] == "userspace-send-stamp-to-kernel-rx" and results["tx_stamps_reported"] == 0
+    assert results["jitter_p99_ms"] == results["jitter_userstamp_p99_ms"]
+    assert results["latency_p50_ms"] == results["latency_userstamp_p50_ms"]
