@@ -19,6 +19,11 @@ else it ends.
 CDR: the conversation before the transfer is segment N, ending when the transfer began (cause
 "blind transfer"); the staying party's call to the target is segment N+1, from then on, with
 its own answer time, the staying party as caller and the number transferred to as callee.
+
+The transferor is "the transferor side" (`Transferor`): a SIP leg that sent the REFER
+(`SipTransferor`, above), or a browser agent's softphone (acd.browser_transfer), which hears the
+same outcomes as WebSocket messages instead of NOTIFYs. The routing, CDR and recording are the
+same for both.
 """
 
 from __future__ import annotations
@@ -27,15 +32,16 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from acd.cdr import CdrRecord
 from acd.dialplan import Kind
 from acd.features import parse_feature_code
 from acd.hold import release_hold
+from acd.leg_codecs import codec_of, offer_leg
 from mediacore.engine import Endpoint
 from mediacore.errors import MediaError
-from sipstack.sdp import Codec, build_offer
+from sipstack.sdp import SessionDescription
 from sipstack.session import Ended, Leg, LegEvent, Offer
 
 if TYPE_CHECKING:
@@ -50,6 +56,74 @@ ROUTING_STATE = ("caller", "caller_name", "dialled", "from_trunk", "trunk_name",
                  "_steps", "_on_step_failed", "_leg_target", "offer_b", "outbound")
 
 
+class Transferor(Protocol):
+    """The party handing its call on: what a blind transfer tells it and asks of it."""
+
+    side: str
+    "The transferor's side of the call (\"a\" caller, \"b\" callee); the other party stays."
+    legs: tuple[Leg, ...]
+    "The transferor's SIP legs, if any (no longer the call's agent legs once it transfers)."
+
+    def accept(self) -> None:
+        """The transfer is taken on (RFC 3515 §2.4.5: 202 Accepted, NOTIFY 100 Trying)."""
+
+    def progress(self, status: int, reason: str | None = None) -> None:
+        """How it goes: 180 (the target rings), or the final failure status (403, 404, 486, ...)."""
+
+    def watch(self, transfer: BlindTransfer) -> None:
+        """From now on the transferor hanging up ends only its own part: `transfer.transferor_gone`."""
+
+    def succeeded(self) -> None:
+        """The target took the call: tell the transferor (final 200) and let it go."""
+
+    def leave(self) -> None:
+        """The call ended while the target was being reached: end the transferor's part."""
+
+    def rejoin(self, call: Call) -> None:
+        """The transfer failed with the transferor still there: bridge it with the party again
+        (the call's routing state is already as it was)."""
+
+
+class SipTransferor:
+    """A SIP leg's REFER (RFC 3515): the outcome goes back as NOTIFYs of the implicit subscription."""
+
+    def __init__(self, leg: Leg, side: str) -> None:
+        self.leg = leg
+        self.side = side
+        self.legs = (leg,)
+
+    def accept(self) -> None:
+        self.leg.accept_refer()
+
+    def progress(self, status: int, reason: str | None = None) -> None:
+        self.leg.notify_refer(status, reason)
+
+    def watch(self, transfer: BlindTransfer) -> None:
+        def on_event(leg: Leg, event: LegEvent) -> None:
+            if isinstance(event, Ended):
+                transfer.transferor_gone = True
+            elif isinstance(event, Offer) and transfer.old is not None:
+                transfer.call.renegotiate(leg, event.sdp, transfer.old)
+
+        self.leg.listener = on_event
+
+    def succeeded(self) -> None:
+        leg = self.leg
+        leg.listener = None
+        # RFC 3515 §2.4.5: the final NOTIFY carries the outcome; then the transferor leaves (its
+        # own BYE may well cross ours: either ends the leg).
+        leg.notify_refer(200, on_done=lambda: hang_up(leg))
+
+    def leave(self) -> None:
+        hang_up(self.leg)
+
+    def rejoin(self, call: Call) -> None:
+        m = call.manager
+        m.engine.connect(call.endpoint_a, call.endpoint_b)
+        for endpoint in (call.endpoint_a, call.endpoint_b):
+            m.engine.set_rtp_timeout(endpoint, m.policy.rtp_timeout)
+
+
 @dataclass
 class _Before:
     """How the call stood when the REFER came."""
@@ -62,58 +136,76 @@ class _Before:
 
 
 class BlindTransfer:
-    """One blind transfer under way on `call` (its `transfer` attribute until it ends)."""
+    """One blind transfer under way on `call` (its `transfer` attribute until it ends).
+    `transferor` is the SIP leg that sent the REFER, or another `Transferor`."""
 
-    def __init__(self, call: Call, transferor: Leg, target: str) -> None:
+    def __init__(self, call: Call, transferor: Leg | Transferor, target: str) -> None:
         self.call = call
-        self.transferor = transferor
+        if isinstance(transferor, Leg):
+            transferor = SipTransferor(transferor, call.side_of(transferor) or "a")
+        self.transferor: Transferor = transferor
         self.target = target
-        self.side = call.side_of(transferor)
+        self.side = transferor.side
         self.transferor_gone = False
         self.started = 0.0
         self._told_ringing = False
         self._before: _Before | None = None
         self._first: CdrRecord | None = None
-        self._old: Endpoint | None = None
+        #: The transferor's endpoint, set aside while the target is reached (dropped once it is).
+        self.old: Endpoint | None = None
+        #: An agent hands a queue call on: the ACD hears of it once the transfer is through.
+        self._queue_pending = False
 
-    def start(self) -> None:
+    def start(self) -> bool:
+        """Route the staying party to the target; False if refused at once (the transferor was
+        told why and the call goes on as it was)."""
         call, m = self.call, self.call.manager
         transferor_number = call.party_number(self.side)
-        self.transferor.accept_refer()
+        self.transferor.accept()
         refusal = self._refusal()
         if refusal is not None:
             status, reason = refusal
             log.info("call %s: transfer to %r refused (%d)", call.id, self.target, status)
-            self.transferor.notify_refer(status, reason)
-            return
+            self.transferor.progress(status, reason)
+            return False
         destination = m.dialplan.resolve(self.target, transferor_number, datetime.now(UTC),
                                          m.default_route).destination
         if destination.kind is Kind.HANGUP:
             log.info("call %s: transfer to %r: nowhere to go (%d)", call.id, self.target, destination.status)
-            self.transferor.notify_refer(destination.status or 404)
-            return
+            self.transferor.progress(destination.status or 404)
+            return False
         internal = m.directory.get(transferor_number) is not None
         if destination.kind is Kind.OUTBOUND and not internal:
             # A party outside (a customer on a trunk, a number we called out to) must not call
             # out through our trunks by REFER: toll fraud.
-            self.transferor.notify_refer(403, "Forbidden: only extensions transfer to outside numbers")
-            return
+            self.transferor.progress(403, "Forbidden: only extensions transfer to outside numbers")
+            return False
         keep = call.endpoint_of(self.side, other=True)
         try:
-            fresh = m.engine.create_endpoint(keep.codec, keep.payload_type, telephone_event_pt=101)
+            # The staying party's codec first, our others after it (acd.leg_codecs).
+            fresh, offer = offer_leg(m.engine, m.media_address, m.codecs, first=codec_of(keep),
+                                     session_id=m.next_session_id(), rtp_timeout=None)
         except MediaError as exc:
             log.warning("call %s: no endpoint for the transfer: %s", call.id, exc)
-            self.transferor.notify_refer(503)
-            return
+            self.transferor.progress(503)
+            return False
         call.transfer = self
-        # The transferor is leaving: its BYE from now on ends its leg only.
-        self.transferor.listener = self._on_transferor
-        self._reseat(fresh)
+        # The transferor is leaving: its hang-up from now on ends its own part only.
+        self.transferor.watch(self)
+        # Issue #8: the agent's part of a queue call ends (TRANSFER, wrap-up) when the transfer —
+        # by the agent or by the caller — is through or the call ends on the way, not before: a
+        # target that cannot be reached gives the call back as it was. Into a queue the call goes
+        # at once, and it can join one only once it has left this one.
+        self._queue_pending = call.queue_id is not None
+        if destination.kind is Kind.QUEUE:
+            self._queue_told()
+        self._reseat(fresh, offer)
         log.info("call %s: %s transfers %s to %s (%s)", call.id, transferor_number, call.caller,
                  self.target, destination)
         # What an extension may dial includes outside numbers, even for a staying party who came
         # in on a trunk ("forwarded", as an extension's own forward may take a call out).
         call._go(destination, forwarded=internal)
+        return True
 
     def _refusal(self) -> tuple[int, str] | None:
         m, target = self.call.manager, self.target
@@ -128,7 +220,7 @@ class BlindTransfer:
             return 403, "Forbidden: the party cannot be transferred to itself"
         return None
 
-    def _reseat(self, fresh: Endpoint) -> None:
+    def _reseat(self, fresh: Endpoint, offer: SessionDescription) -> None:
         """Put the staying party on side "a" and a fresh endpoint on side "b" for the target,
         and give the call the routing state of a call from the staying party to the target."""
         call, m = self.call, self.call.manager
@@ -140,21 +232,19 @@ class BlindTransfer:
         self._before = _Before(call.inbound, call.answered_leg, call.endpoint_a, call.endpoint_b,
                                dict(call._parties), {name: getattr(call, name) for name in ROUTING_STATE})
         # Segment N ends now (written once the transfer is through or the call ends).
-        self._first = call.segment_record("caller" if side == "a" else "callee", "blind transfer")
-        self.started = time.time()
-        tell_queue(call, side, self.target)
+        self.started = time.time()   # one instant: segment N ends when N+1 starts
+        self._first = call.segment_record("caller" if side == "a" else "callee", "blind transfer", self.started)
         release_hold(call)
         m.engine.disconnect(keep)   # the transferor hears no more of the call
         m.engine.set_rtp_timeout(old, None)  # nor must its silence end the call
-        self._old = old
+        self.old = old
         call.endpoints.append(fresh)
         m.track_endpoint(fresh, call)
-        session_id = m.next_session_id()
-        call.set_origin(fresh, session_id)
+        call.set_origin(fresh, offer.origin.sess_id)
         call.inbound, call.endpoint_a = staying_leg, keep  # type: ignore[assignment]
         staying_leg.listener = call._on_inbound
         call.answered_leg, call.endpoint_b = None, fresh
-        for leg in (staying_leg, self.transferor):
+        for leg in (staying_leg, *self.transferor.legs):
             call.agent_legs.pop(leg, None)  # type: ignore[call-overload]
         if side == "a":
             call.from_trunk, call.caller_name = None, ""  # the staying party is who was called
@@ -163,24 +253,16 @@ class BlindTransfer:
         call.status, call.queue_id, call.answered_agent, call._answered_ext = 0, None, None, None
         call._route, call._route_number, call._trunk_queue, call._chain = None, "", [], None
         call._steps, call._on_step_failed, call._leg_target, call.outbound = 0, None, {}, []
-        call.offer_b = build_offer(m.media_address, fresh.local_port,
-                                   [Codec(keep.codec, 8000, payload_type=keep.payload_type)],
-                                   session_id=session_id, session_version=1)
+        call.offer_b = offer
         recording_follows(call)
 
     # ------------------------------------------------------------- events
-
-    def _on_transferor(self, leg: Leg, event: LegEvent) -> None:
-        if isinstance(event, Ended):
-            self.transferor_gone = True
-        elif isinstance(event, Offer) and self._old is not None:
-            self.call.renegotiate(leg, event.sdp, self._old)
 
     def ringing(self) -> None:
         """A phone of the target rings (180/183 on one of the call's outbound legs)."""
         if not self._told_ringing:
             self._told_ringing = True
-            self.transferor.notify_refer(180)
+            self.transferor.progress(180)
 
     # ------------------------------------------------------------- outcome
 
@@ -190,15 +272,12 @@ class BlindTransfer:
         call.transfer = None
         self._next_segment(answered=True)
         m.engine.set_rtp_timeout(call.endpoint_a, m.policy.rtp_timeout)
-        if self._old is not None:
-            call.drop_endpoint(self._old)
-            self._old = None
+        if self.old is not None:
+            call.drop_endpoint(self.old)
+            self.old = None
         log.info("call %s: transferred to %s (answered by %s)", call.id, self.target, call.answered_by)
-        transferor = self.transferor
-        transferor.listener = None
-        # RFC 3515 §2.4.5: the final NOTIFY carries the outcome; then the transferor leaves (its
-        # own BYE may well cross ours: either ends the leg).
-        transferor.notify_refer(200, on_done=lambda: hang_up(transferor))
+        self._queue_told()
+        self.transferor.succeeded()
 
     def failed(self, status: int) -> None:
         """The target cannot be reached (the call's routing refused it with `status`)."""
@@ -215,11 +294,12 @@ class BlindTransfer:
         if m.browser_agents is not None:
             m.browser_agents.stop(call.id, "transfer_failed")
         log.info("call %s: transfer to %s failed (%d)", call.id, self.target, status)
-        self.transferor.notify_refer(status)
+        self.transferor.progress(status)
         if self.transferor_gone:
             # Nobody to go back to: the staying party's call to the target failed.
             self._next_segment(answered=False)
             call.status = status
+            self._queue_told()
             call.hangup("transfer failed", side="system")
             return
         self._restore()
@@ -229,7 +309,15 @@ class BlindTransfer:
         call = self.call
         call.transfer = None
         self._next_segment(answered=False)
-        hang_up(self.transferor)
+        self._queue_told()
+        self.transferor.leave()
+
+    def _queue_told(self) -> None:
+        """The transfer is over with the agent out of the call: the ACD ends the agent's part."""
+        transferred = getattr(self.call.manager.queues, "transferred", None)  # QueueRouter.transferred
+        if self._queue_pending and transferred is not None:
+            self._queue_pending = False
+            transferred(self.call, self.target, time.time())
 
     def _next_segment(self, *, answered: bool) -> None:
         call = self.call
@@ -260,11 +348,9 @@ class BlindTransfer:
             call.answered_leg.listener = call._on_outbound
         if fresh is not before.endpoint_b:
             call.drop_endpoint(fresh)
-        self._old = None
+        self.old = None
         try:
-            m.engine.connect(call.endpoint_a, call.endpoint_b)
-            for endpoint in (call.endpoint_a, call.endpoint_b):
-                m.engine.set_rtp_timeout(endpoint, m.policy.rtp_timeout)
+            self.transferor.rejoin(call)
         except MediaError as exc:
             log.warning("call %s: cannot bridge the transferor back: %s", call.id, exc)
             call.hangup("transfer failed", side="system")

@@ -12,6 +12,12 @@ Every CDR segment of the call carries the file's reference (its path under the r
 directory); when the call ends the file is closed and the index gets its duration, size and
 SHA-256, and a `RecordingReady` event goes on the bus.
 
+Legs bridged outside a `Call` — a queued callback's agent and customer (acd.callback_calls) —
+are decided and recorded the same way through `bridged_legs` and `legs_ended`: the customer on
+the left, the agent on the right, the queue's rule first. Their file is named by its own key
+(the queue call's id and the try), so a callback tried twice never overwrites a file, while the
+index row carries the call id that the callback's CDR rows share.
+
 Rooms configured with `record = true` are recorded from when the first member joins until the
 last leaves: the room's mix, what a listener hears (every member heard by all; a supervisor's
 whisper and muted listeners are not in it).
@@ -87,7 +93,8 @@ class CallRecorder:
 
     def bridged(self, call: Call, agent: AnyEndpoint | None = None) -> None:
         """The call's two parties were just bridged (the answering side on `agent`, by default
-        the call's b endpoint): decide by the rules, once per call, and start recording."""
+        the call's "b" party as bridged now: its callee endpoint or a browser agent's leg):
+        decide by the rules, once per call, and start recording."""
         if call.id in self._decided:
             return
         self._decided.add(call.id)
@@ -100,7 +107,7 @@ class CallRecorder:
         if not decision.record:
             return
         ref = recording_ref(call.id, datetime.fromtimestamp(now, UTC))
-        right = agent if agent is not None else call.endpoint_b
+        right = agent if agent is not None else call.party_port("b")
         try:
             recording_id = self._engine.start_recording(self.directory / ref, call.endpoint_a, right)
         except MediaError as exc:
@@ -111,14 +118,47 @@ class CallRecorder:
         self._calls[call.id] = _Live(recording_id, str(ref), call.id, KIND_CALL,
                                      self._write_started(str(ref), call.id, KIND_CALL, str(decision.rule), now))
 
+    def bridged_legs(self, key: str, call_id: str, left: AnyEndpoint, right: AnyEndpoint, *,
+                     queue: str | None, answered_by: str, caller: str = "", trunk: str = "") -> str:
+        """Two legs that are no `Call` were just bridged (a callback: the customer `left`, the
+        agent `right`): decide by the rules and start recording. `key` names the file (letters,
+        digits, '-', '_') and ends it in `legs_ended`; `call_id` goes into the index. The
+        reference for the CDR's recording_ref, "" when not recorded."""
+        if key in self._calls:
+            return self._calls[key].ref
+        now = time.time()
+        decision = self.policy.decide(key, datetime.fromtimestamp(now, UTC), queue=queue, answered_by=answered_by,
+                                      caller=caller, trunk=trunk)
+        log.info("call %s (%s): %s by %s (%s)", call_id, key, "recorded" if decision.record else "not recorded",
+                 decision.source, decision.rule)
+        if not decision.record:
+            return ""
+        ref = str(recording_ref(key, datetime.fromtimestamp(now, UTC)))
+        try:
+            recording_id = self._engine.start_recording(self.directory / ref, left, right)
+        except MediaError as exc:
+            log.error("call %s: cannot record to %s: %s", call_id, ref, exc)
+            return ""
+        self._calls[key] = _Live(recording_id, ref, call_id, KIND_CALL,
+                                 self._write_started(ref, call_id, KIND_CALL, str(decision.rule), now))
+        return ref
+
+    def legs_ended(self, key: str) -> None:
+        """The legs recorded under `key` are ending (before their endpoints are destroyed):
+        stop; the file is closed and indexed behind."""
+        live = self._calls.pop(key, None)
+        if live is not None:
+            self._spawn(self._stop(live), f"closing the recording {live.ref}")
+
     def retarget(self, call: Call) -> None:
         """A transfer put another party on one side: the same file goes on with the legs bridged
-        now. Call it after the new party is installed and before the old leg is destroyed."""
+        now — a SIP endpoint, or a browser agent's leg (`Parties.party_port`). Call it after the
+        new party is installed and before the old leg is destroyed."""
         live = self._calls.get(call.id)
         if live is None:
             return
         try:
-            self._engine.taps.retarget_recording(live.recording_id, call.endpoint_a, call.endpoint_b)
+            self._engine.taps.retarget_recording(live.recording_id, call.party_port("a"), call.party_port("b"))
         except MediaError as exc:
             log.error("call %s: the recording cannot follow the transfer: %s", call.id, exc)
 

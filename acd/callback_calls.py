@@ -6,7 +6,11 @@ trunk by the outbound routes — and bridges the two when it answers.
 The ACD decides (acd.distributor: CALLBACKDIAL, CALLBACKDONE, CALLBACKRETRY, CALLBACKFAIL);
 this module only places the legs and reports what happened through the queue router. A
 callback's CDR shares the queue log's call id, with segment 100 + the try's number (a caller's
-own call uses segments from 1; transfers add a few).
+own call uses segments from 1; transfers add a few): the customer is its callee, the queue its
+caller (the number the customer sees), the agent who answered the whisper its answered_by; a
+try the customer did not take is BUSY, NO ANSWER, CANCELLED (the agent gave up) or FAILED.
+A try that reaches the customer is recorded by the queue's recording rule (acd.call_recording:
+the customer left, the agent right) and its CDR names the file.
 """
 
 from __future__ import annotations
@@ -22,16 +26,20 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from acd.cdr import CdrRecord, Disposition
+from acd.callback_browser import BrowserAgentLeg
+from acd.cdr import SEGMENT_CALLBACK, CdrRecord, Disposition
+from acd.dialing import HOLD_MUSIC
 from acd.dialplan import Kind
+from acd.leg_codecs import answer_reoffer, codec_of, follow_answer, offer_leg
 from acd.prompt_catalogue import SOUNDS, prompt_audio
 from acd.queues import QueuedCall
 from acd.routing import CallerId, select_route
 from acd.say import SayError, say_digits
-from mediacore.engine import Endpoint
+from mediacore.engine import AnyEndpoint, Endpoint
 from mediacore.errors import MediaError
 from mediacore.events import MediaEvent, PromptDone, RtpTimeout
-from sipstack.sdp import Codec, NegotiatedMedia, SdpError, build_offer, negotiate_answer, parse, parse_answer
+from sipstack.offer_answer import Codec, NegotiatedMedia, parse_answer
+from sipstack.sdp import SdpError, SessionDescription, parse
 from sipstack.session import Answered, EndCause, Ended, Leg, LegEvent, Offer, OutboundLeg
 from sipstack.trunk_manager import Trunk
 from sipstack.uri import NameAddr, SipUri, parse_uri
@@ -44,11 +52,9 @@ log = logging.getLogger(__name__)
 
 #: Both legs speak G.711 µ-law with RFC 4733 events: every phone and trunk takes it, and the
 #: engine relays it without transcoding.
-CODEC = Codec("PCMU", 8000, payload_type=0)
-EVENT_PT = 101
 
 #: The callback segment numbers of the CDR start above any a caller's own call reaches.
-CDR_SEGMENT_BASE = 100
+CDR_SEGMENT_BASE = SEGMENT_CALLBACK
 
 
 class Stage(enum.Enum):
@@ -85,10 +91,17 @@ class _Callback:
     timer: asyncio.TimerHandle | None = None
     answered_at: float | None = None
     status: int = 0
+    #: The recording of the talk (acd.call_recording), "" if not recorded.
+    recording_ref: str = ""
 
     @property
     def call_id(self) -> str:
         return self.entry.call_id
+
+    @property
+    def recording_key(self) -> str:
+        """What names this try's recording file: the queue call's id and the try's number."""
+        return f"{self.entry.call_id}-callback{self.attempt}"
 
 
 class CallbackDialer:
@@ -105,20 +118,20 @@ class CallbackDialer:
     # ------------------------------------------------------------- the agent's leg
 
     def ring_agent(self, entry: QueuedCall, agent: str, language: str) -> bool:
-        """Ring every registered phone of `agent` for the callback; False if it has none."""
+        """Ring every registered phone of `agent` and their browser softphone for the
+        callback; False if nothing of theirs rings."""
         m = self._m
         bindings = m.registrar.lookup(agent)
-        if not bindings:
+        browser = m.browser_agents is not None and m.browser_agents.agents.is_registered(agent)
+        if not bindings and not browser:
             return False
         cb = self._calls.get(entry.call_id)
         if cb is None:
             try:
-                endpoint = self._endpoint()
+                endpoint, offer = self._offer()
             except MediaError as exc:
                 log.warning("callback %s: no media endpoint: %s", entry.call_id, exc)
                 return False
-            offer = build_offer(m.media_address, endpoint.local_port, [CODEC], session_id=m.next_session_id(),
-                                session_version=1)
             cb = _Callback(entry, language, endpoint, offer.to_bytes())
             self._calls[entry.call_id] = cb
             self._by_endpoint[endpoint.id] = cb
@@ -132,7 +145,78 @@ class CallbackDialer:
             leg.listener = lambda leg, event, cb=cb: self._on_agent(cb, leg, event)
             cb.agent_legs[leg] = agent
             leg.start()
+        if browser and m.browser_agents is not None:
+            browser_leg = BrowserAgentLeg(m.browser_agents, entry.call_id, agent, entry.callback, self)
+            if browser_leg.start():
+                cb.agent_legs[browser_leg] = agent  # type: ignore[index]  # hung up like a SIP leg
+        if agent not in cb.agent_legs.values():
+            if not cb.agent_legs:
+                self._release(cb)
+            return False
         return True
+
+    # ------------------------------------------------------------- the agent's browser (acd.callback_browser)
+
+    def browser_claims(self, leg: BrowserAgentLeg) -> bool:
+        cb = self._calls.get(leg.call_id)
+        return (cb is not None and leg in cb.agent_legs and cb.agent_leg is None and cb.stage is Stage.RINGING_AGENT
+                and self._router.callback_answered_by(cb.entry, leg.agent))
+
+    def browser_answered(self, leg: BrowserAgentLeg, port: AnyEndpoint) -> None:
+        """The agent took the callback in the browser: the browser call's engine leg replaces
+        the RTP endpoint offered to desk phones, and the whisper plays to it."""
+        cb = self._calls[leg.call_id]
+        cb.agent_leg, cb.agent = leg, leg.agent  # type: ignore[assignment]
+        for other in list(cb.agent_legs):
+            if other is not leg:
+                del cb.agent_legs[other]
+                other.listener = None
+                other.hangup()
+        if self._by_endpoint.pop(cb.endpoint_agent.id, None) is not None:
+            try:
+                self._m.engine.destroy(cb.endpoint_agent)
+            except MediaError:
+                pass
+        cb.endpoint_agent = port  # type: ignore[assignment]
+        self._by_endpoint[port.id] = cb
+        cb.stage = Stage.WHISPER
+        # After the browser's answer is through (a dial that fails at once ends the browser call).
+        asyncio.get_running_loop().call_soon(lambda: cb.stage is Stage.WHISPER and self._whisper(cb))
+
+    def browser_failed(self, leg: BrowserAgentLeg) -> None:
+        cb = self._calls.get(leg.call_id)
+        if cb is None or cb.agent_legs.pop(leg, None) is None:  # type: ignore[call-overload]
+            return
+        if leg.agent not in cb.agent_legs.values() and cb.stage is Stage.RINGING_AGENT:
+            self._router.callback_ring_failed(cb.entry, leg.agent)
+            if not cb.agent_legs and cb.stage is Stage.RINGING_AGENT:
+                self._release(cb)
+
+    def browser_hung_up(self, leg: BrowserAgentLeg) -> None:
+        cb = self._calls.get(leg.call_id)
+        if cb is not None and cb.agent_leg is leg:
+            self._agent_gone(cb, Ended(EndCause.NORMAL))
+
+    def browser_dtmf(self, leg: BrowserAgentLeg, digits: str) -> None:
+        cb = self._calls.get(leg.call_id)
+        if cb is not None and cb.stage is Stage.TALKING and cb.endpoint_customer is not None:
+            self._m.engine.send_dtmf(cb.endpoint_customer, digits)
+
+    def browser_hold(self, leg: BrowserAgentLeg, port: AnyEndpoint, held: bool) -> None:
+        """The customer hears music on hold while the agent holds."""
+        cb = self._calls.get(leg.call_id)
+        if cb is None or cb.stage is not Stage.TALKING or cb.endpoint_customer is None:
+            return
+        engine = self._m.engine
+        try:
+            if held:
+                engine.disconnect(cb.endpoint_customer)
+                engine.play_file(cb.endpoint_customer, HOLD_MUSIC, loop=True)
+            else:
+                engine.stop_playback(cb.endpoint_customer)
+                engine.connect(port, cb.endpoint_customer)
+        except MediaError as exc:
+            log.warning("callback %s: cannot %s: %s", cb.call_id, "hold" if held else "resume", exc)
 
     def stop_ringing(self, call_id: str, agent: str) -> None:
         cb = self._calls.get(call_id)
@@ -165,7 +249,7 @@ class CallbackDialer:
                     del cb.agent_legs[other]
                     other.listener = None
                     other.hangup()
-            self._m.engine.set_remote(cb.endpoint_agent, negotiated.remote_address, negotiated.remote_port)
+            cb.endpoint_agent = follow_answer(self._m.engine, cb.endpoint_agent, negotiated)
             self._whisper(cb)
         elif isinstance(event, Ended):
             if leg is cb.agent_leg:
@@ -217,14 +301,15 @@ class CallbackDialer:
         queue_number = cb.entry.queue_id
         destination = m.dialplan.resolve(number, queue_number, datetime.now(UTC), m.default_route).destination
         try:
-            cb.endpoint_customer = self._endpoint()
+            # The agent's phone's codec first: no transcoding if the number called back takes it.
+            agent_phone = cb.endpoint_agent if isinstance(cb.agent_leg, OutboundLeg) else None
+            cb.endpoint_customer, offer = self._offer(first=codec_of(agent_phone) if agent_phone else None)
         except MediaError as exc:
             log.warning("callback %s: no media endpoint: %s", cb.call_id, exc)
             self._failed(cb, "no_media", 503)
             return
         self._by_endpoint[cb.endpoint_customer.id] = cb
-        cb.offer_customer = build_offer(m.media_address, cb.endpoint_customer.local_port, [CODEC],
-                                        session_id=m.next_session_id(), session_version=1).to_bytes()
+        cb.offer_customer = offer.to_bytes()
         try:
             m.engine.play_tone(cb.endpoint_agent, "ringback", m.tone_country)
         except MediaError as exc:
@@ -286,10 +371,14 @@ class CallbackDialer:
                     other.listener = None
                     other.hangup()
             cb.customer_legs = [leg]
-            m.engine.set_remote(cb.endpoint_customer, negotiated.remote_address, negotiated.remote_port)
+            cb.endpoint_customer = follow_answer(m.engine, cb.endpoint_customer, negotiated)
             m.engine.stop_playback(cb.endpoint_agent)
             m.engine.connect(cb.endpoint_agent, cb.endpoint_customer)
             log.info("callback %s: %s answered; bridged to agent %s", cb.call_id, cb.entry.callback, cb.agent)
+            if m.recording is not None:
+                cb.recording_ref = m.recording.bridged_legs(
+                    cb.recording_key, cb.call_id, cb.endpoint_customer, cb.endpoint_agent, queue=cb.entry.queue_id,
+                    answered_by=cb.agent, trunk=cb.trunk_name)
             self._router.callback_connected(cb.entry)
         elif isinstance(event, Ended):
             if leg is cb.customer_leg:
@@ -363,16 +452,19 @@ class CallbackDialer:
         for leg in [*cb.agent_legs, *cb.customer_legs]:
             leg.listener = None
             leg.hangup()
+        if cb.recording_ref and self._m.recording is not None:
+            self._m.recording.legs_ended(cb.recording_key)   # before the endpoints go: the file ends here
         self._release(cb)
         if was_answered:
             ended = time.time()
-            disposition = Disposition.ANSWERED if cb.answered_at is not None else (
-                Disposition.BUSY if cause == "busy" else Disposition.NO_ANSWER)
+            disposition = Disposition.ANSWERED if cb.answered_at is not None else _disposition(cause)
             self._m.write_cdr(CdrRecord(
                 call_id=cb.call_id, segment=CDR_SEGMENT_BASE + cb.attempt, caller=cb.entry.queue_id,
                 callee=cb.entry.callback, started_at=cb.started_at, ended_at=ended, disposition=disposition,
                 hangup_side=side, hangup_cause=cause, answered_by=cb.agent, answered_at=cb.answered_at,
-                sip_status=cb.status, trunk=cb.trunk_name, caller_name="callback", codec=CODEC.name))
+                sip_status=cb.status, trunk=cb.trunk_name, caller_name="callback",
+                codec=getattr(cb.endpoint_customer or cb.endpoint_agent, "codec", ""),
+                recording_ref=cb.recording_ref))
 
     def _release(self, cb: _Callback) -> None:
         """Forget the callback's legs and free its media ports."""
@@ -387,10 +479,10 @@ class CallbackDialer:
 
     # ------------------------------------------------------------- SDP
 
-    def _endpoint(self) -> Endpoint:
+    def _offer(self, first: Codec | None = None) -> tuple[Endpoint, SessionDescription]:
         m = self._m
-        return m.engine.create_endpoint(CODEC.name, CODEC.payload_type or 0, rtp_timeout=m.policy.rtp_timeout,
-                                        telephone_event_pt=EVENT_PT)
+        return offer_leg(m.engine, m.media_address, m.codecs, first=first, session_id=m.next_session_id(),
+                         rtp_timeout=m.policy.rtp_timeout)
 
     @staticmethod
     def _negotiated(offer: bytes, answer: bytes) -> NegotiatedMedia | None:
@@ -401,21 +493,23 @@ class CallbackDialer:
 
     def _renegotiate(self, leg: Leg, sdp: bytes, endpoint: Endpoint | None) -> None:
         """A re-INVITE or UPDATE with an offer (hold, a session refresh): answered on the same
-        endpoint and codec (RFC 3264 §6.1), following the far end if its address moved."""
-        try:
-            offer = parse(sdp)
-        except SdpError:
-            offer = None
-        if endpoint is None or offer is None:
+        endpoint, keeping its codec unless the offer drops it (RFC 3264 §6.1), following the far
+        end if its address moved."""
+        if endpoint is None:
             leg.reject_offer(488)
             return
-        answer, negotiated = negotiate_answer(offer, [CODEC], address=self._m.media_address,
-                                              port=endpoint.local_port, session_id=self._m.next_session_id(),
-                                              session_version=2)
-        if negotiated is None:
-            leg.reject_offer(488)
-            return
-        if not negotiated.remote_hold and negotiated.remote_address not in ("0.0.0.0", "::"):
-            self._m.engine.set_remote(endpoint, negotiated.remote_address, negotiated.remote_port)
-        leg.accept_offer(answer.to_bytes())
+        m = self._m
+        outcome = answer_reoffer(m.engine, leg, sdp, endpoint, m.codecs, [m.next_session_id(), 1], m.media_address)
+        cb = self._by_endpoint.get(endpoint.id)
+        if outcome is not None and cb is not None:
+            if cb.endpoint_agent.id == endpoint.id:
+                cb.endpoint_agent = outcome[0]
+            elif cb.endpoint_customer is not None and cb.endpoint_customer.id == endpoint.id:
+                cb.endpoint_customer = outcome[0]
 
+
+def _disposition(cause: str) -> Disposition:
+    """A try the customer never answered, by why it ended (Asterisk's dispositions: an agent
+    who hangs up while the number rings cancels it, as a caller's CANCEL would)."""
+    return {"busy": Disposition.BUSY, "no_answer": Disposition.NO_ANSWER,
+            "agent_hangup": Disposition.CANCELLED}.get(cause, Disposition.FAILED)

@@ -24,10 +24,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from acd.agent_legs import AgentLegs
 from acd.browser_ringing import SipRinging
 from acd.call_recording import CallRecorder
+from acd.call_segments import Segments
 from acd.cdr import CdrRecord, CdrWriter, Disposition
-from acd.dialing import HOLD_MUSIC, Dialing
+from acd.dialing import Dialing
 from acd.dialplan import Destination, Dialplan, Kind
 from acd.directory import ExtensionDirectory
 from acd.events import CallAnswered, CallEnded, CallStarted, CdrWritten
@@ -40,16 +42,18 @@ from acd.features import (
     parse_feature_code,
 )
 from acd.hold import hold_changed
+from acd.leg_codecs import DEFAULT_CODECS, answer_reoffer, follow_answer, offer_leg, open_endpoint, sdp_codecs
 from acd.queue_calls import QueueRouter
 from acd.routing import OutboundRoute, select_route
 from acd.supervision import Supervision, parse_supervision
 from acd.transfer import BlindTransfer, Parties, on_refer
 from acd.voicemail_calls import VoicemailCalls
-from mediacore.engine import AnyEndpoint, Endpoint, MediaEngine
+from mediacore.engine import Endpoint, MediaEngine
 from mediacore.errors import MediaError
 from mediacore.events import MediaEvent, RtpTimeout
+from sipstack.offer_answer import Codec, NegotiatedMedia, build_answer, parse_answer, select_media
 from sipstack.registrar import Registrar
-from sipstack.sdp import Codec, NegotiatedMedia, SdpError, build_offer, negotiate_answer, parse, parse_answer
+from sipstack.sdp import SdpError, parse
 from sipstack.server import SipServer
 from sipstack.session import (
     SESSION_EXPIRED,
@@ -72,8 +76,9 @@ from sipstack.uri import NameAddr, SipUri, parse_uri
 
 log = logging.getLogger(__name__)
 
-# The codecs the engine relays and transcodes natively, in our order of preference.
-ENGINE_CODECS = (Codec("PCMU", 8000, payload_type=0), Codec("PCMA", 8000, payload_type=8))
+# The codecs the engine relays and transcodes natively (G.711, Opus, L16), in our order of
+# preference: what a CallManager offers and accepts unless `[media] codecs` says otherwise.
+ENGINE_CODECS = sdp_codecs(DEFAULT_CODECS)
 
 
 @dataclass
@@ -122,6 +127,8 @@ class CallManager:
         self.media_address = media_address
         #: Whose call-progress tones callers hear in band (mediacore.tones: "CN" or "US").
         self.tone_country = "CN"
+        #: The codecs legs offer and accept, in our order of preference (`[media] codecs`).
+        self.codecs: tuple[Codec, ...] = ENGINE_CODECS
         self.policy = policy
         self.calls: dict[str, Call] = {}
         self._by_endpoint: dict[int, Call] = {}
@@ -222,18 +229,20 @@ class CallManager:
             await asyncio.gather(*self._writes, return_exceptions=True)
 
 
-class Call(Dialing, Parties):
+class Call(Dialing, AgentLegs, Segments, Parties):
     """One call: the caller's leg, the callee's (or the legs ringing), their media endpoints."""
 
     def __init__(self, manager: CallManager, event: RequestReceived, caller: str, *,
-                 trunk: Trunk | None = None) -> None:
+                 trunk: Trunk | None = None, caller_leg: Any = None, dialled: str = "") -> None:
         self.manager = manager
         self.id = uuid.uuid4().hex
-        self.inbound = InboundLeg(manager.sessions, event)
+        # A browser agent's call has no INVITE: its caller leg is the softphone (acd.browser_caller).
+        self.inbound = caller_leg if caller_leg is not None else InboundLeg(manager.sessions, event)
         self.inbound.listener = self._on_inbound
         self.caller = caller
-        request = event.request
-        self.dialled = request.uri.user if isinstance(request.uri, SipUri) and request.uri.user else ""
+        request = event.request if caller_leg is None else None
+        self.dialled = (request.uri.user or "" if request is not None and isinstance(request.uri, SipUri)
+                        else dialled)
         #: For a call from a trunk: the trunk, the DID dialled and the display name it sent.
         self.from_trunk = trunk
         self.did = ""
@@ -286,6 +295,8 @@ class Call(Dialing, Parties):
         self.segment = 1
         #: The call's recording (its path under the recordings directory), "" if not recorded.
         self.recording_ref = ""
+        #: The prompt language the caller chose in an IVR ("zh-CN", "en"); "": the queue's or site's.
+        self.language = ""
 
     # ------------------------------------------------------------- set-up
 
@@ -320,33 +331,27 @@ class Call(Dialing, Parties):
                 self._refuse(destination.status, None)  # before any media port is taken
                 return
         session_id = self._session_id
-        # First learn which codec the caller's offer gives us, then open the endpoint for it.
-        _, probe = negotiate_answer(offer, ENGINE_CODECS, address=m.media_address, port=9,
-                                    session_id=session_id, session_version=1)
-        if probe is None:
-            self._refuse(488, "Not Acceptable Here: no common codec (PCMU, PCMA)")
+        # One negotiation: choose the caller's codec, open its endpoint, answer with its port.
+        self.codec_a = select_media(offer, m.codecs)
+        if self.codec_a is None:
+            names = ", ".join(dict.fromkeys(c.name for c in m.codecs))
+            self._refuse(488, f"Not Acceptable Here: no common codec ({names})")
             return
+        session_b = m.next_session_id()
         try:
-            self.endpoint_a = self._endpoint(probe)
-            codec_b = Codec(probe.codec.name, probe.codec.clock_rate, payload_type=probe.codec.payload_type
-                            if probe.codec.payload_type in (0, 8) else None)
-            self.endpoint_b = m.engine.create_endpoint(codec_b.name, codec_b.payload_type or 0,
-                                                       rtp_timeout=m.policy.rtp_timeout, telephone_event_pt=101)
+            self.endpoint_a = self._caller_endpoint(self.codec_a)
+            # The callee is offered the caller's codec first, so the engine relays without
+            # transcoding when it takes it, and our other codecs after it (then it transcodes).
+            self.endpoint_b, self.offer_b = offer_leg(m.engine, m.media_address, m.codecs, first=self.codec_a.codec,
+                                                      session_id=session_b, rtp_timeout=m.policy.rtp_timeout)
         except MediaError as exc:
             log.warning("call %s: no media endpoint: %s", self.id, exc)
             self._refuse(503, "Service Unavailable: no media port free")
             return
         self.endpoints.append(self.endpoint_b)
         m.track_endpoint(self.endpoint_b, self)
-        self.answer_a, self.codec_a = negotiate_answer(offer, ENGINE_CODECS, address=m.media_address,
-                                                       port=self.endpoint_a.local_port,
-                                                       session_id=session_id, session_version=1)
-        assert self.codec_a is not None
-        m.engine.set_remote(self.endpoint_a, self.codec_a.remote_address, self.codec_a.remote_port)
-        # The callee is offered the caller's codec, so the engine relays without transcoding.
-        session_b = m.next_session_id()
-        self.offer_b = build_offer(m.media_address, self.endpoint_b.local_port, [codec_b],
-                                   session_id=session_b, session_version=1)
+        self.answer_a = build_answer(offer, self.codec_a, address=m.media_address, port=self.endpoint_a.local_port,
+                                     session_id=session_id, session_version=1)
         self._origins = {self.endpoint_a.id: [session_id, 1], self.endpoint_b.id: [session_b, 1]}
         if self._feature is not None:
             self._run_feature()
@@ -386,91 +391,28 @@ class Call(Dialing, Parties):
         self.answered_at = time.time()
         self.inbound.answer(self.answer_a.to_bytes())
 
-    def ring_agent(self, agent: str) -> bool:
-        """Ring every registered phone of an agent the ACD offers the call to."""
-        m = self.manager
-        bindings = m.registrar.lookup(agent)
-        if not bindings or self._ended:
-            return False
-        local = m.sessions.local_host
-        caller_ext = m.directory.get(self.caller) if self.from_trunk is None else None
-        display = caller_ext.display_name if caller_ext else self.caller_name
-        from_addr = NameAddr(SipUri("sip", self.caller, None, local, None), display or None, {})
-        to_addr = NameAddr(SipUri("sip", agent, None, local, None), None, {})
-        before = set(self.outbound)
-        self._ring(bindings, from_addr, to_addr)
-        for leg in self.outbound:
-            if leg not in before:
-                self.agent_legs[leg] = agent
-        return True
-
-    def answer_in_queue(self) -> None:
-        """Answer a caller waiting in a queue, so its music and announcements play in band."""
-        if self.answered_at is None and not self._ended:
-            self._answer_locally(f"queue:{self.dialled}")
-
-    def stop_ringing(self, agent: str) -> None:
-        for leg, who in list(self.agent_legs.items()):
-            if who == agent and leg is not self.answered_leg:
-                del self.agent_legs[leg]
-                if leg in self.outbound:
-                    self.outbound.remove(leg)
-                leg.listener = None
-                leg.hangup()
-
-    def overflow(self, destination: str, reason: str) -> None:
-        """The ACD let the call go (max wait, queue full, no agents): to another queue, or
-        refused so the caller's phone says so."""
-        m = self.manager
-        next_queue = m.queues.queue_for(destination) if m.queues is not None and destination else None
-        log.info("call %s leaves queue %s (%s) for %r", self.id, self.queue_id, reason, destination)
-        if next_queue is not None and m.queues is not None:
-            self.queue_id = next_queue
-            m.queues.enqueue(self, next_queue, time.time())
-            return
-        if destination == "callback" and m.queues is not None:
-            m.queues.callback_booked(self)  # booked in the ACD already: confirmed, then hung up
-            self.queue_id = None
-            return
-        self.queue_id = None
-        if destination.startswith(f"{Kind.VOICEMAIL.value}:"):
-            self.route(destination)
-            return
-        self._refuse(480, "Temporarily Unavailable: no agent free", cause=EndCause.NO_ANSWER)
-
-    def _dial_trunk(self) -> None:
-        """Send the call to the next trunk of its route: `sip:<number>@host:port`, From the
-        route's caller ID (else the trunk account, else the extension), answering the
-        provider's digest challenge with the trunk's credentials."""
-        m = self.manager
-        trunk = self._trunk_queue.pop(0)
-        assert self._route is not None and trunk.address is not None
-        self.trunk_name = trunk.name
-        settings = trunk.settings
-        caller_id = self._route.caller_id
-        if caller_id is not None:
-            user, display = caller_id.number, caller_id.name
-        else:
-            user, display = settings.username or self.caller, None
-        from_addr = NameAddr(SipUri("sip", user, None, settings.domain, None), display, {})
-        to_addr = NameAddr(SipUri("sip", self._route_number, None, settings.domain, None), None, {})
-        log.info("call %s: %s dials %s via trunk %s as %s", self.id, self.caller, self.dialled, trunk.name,
-                 self._route_number)
-        leg = OutboundLeg(m.sessions, target=trunk.address, request_uri=trunk.request_uri(self._route_number),
-                          from_addr=from_addr, to_addr=to_addr, sdp=self.offer_b.to_bytes(),  # type: ignore[union-attr]
-                          auth=trunk.digest())
-        leg.listener = self._on_outbound
-        self.outbound.append(leg)
-        leg.start()
+    def _caller_endpoint(self, negotiated: NegotiatedMedia) -> Endpoint:
+        """The caller's endpoint, sending where its offer said (a browser caller brings its own)."""
+        endpoint = self._endpoint(negotiated)
+        self.manager.engine.set_remote(endpoint, negotiated.remote_address, negotiated.remote_port)
+        return endpoint
 
     def _endpoint(self, negotiated: NegotiatedMedia) -> Endpoint:
         m = self.manager
-        endpoint = m.engine.create_endpoint(negotiated.codec.name, negotiated.codec.payload_type or 0,
-                                            rtp_timeout=m.policy.rtp_timeout,
-                                            telephone_event_pt=negotiated.telephone_event_pt)
+        endpoint = open_endpoint(m.engine, negotiated.codec, telephone_event_pt=negotiated.telephone_event_pt,
+                                 rtp_timeout=m.policy.rtp_timeout)
         self.endpoints.append(endpoint)
         m.track_endpoint(endpoint, self)
         return endpoint
+
+    def _endpoint_changed(self, updated: Endpoint) -> None:
+        """An endpoint's codec changed (engine.set_codec returns a new record of the same leg):
+        every place the call keeps it sees the new one."""
+        self.endpoints = [updated if e.id == updated.id else e for e in self.endpoints]
+        for name in ("endpoint_a", "endpoint_b"):
+            current = getattr(self, name, None)
+            if current is not None and current.id == updated.id:
+                setattr(self, name, updated)
 
     # ------------------------------------------------------------- leg events
 
@@ -513,9 +455,7 @@ class Call(Dialing, Parties):
             agent = self.agent_legs.pop(leg, None)
             if agent is not None:
                 # A queue call keeps waiting: the ACD offers it to someone else.
-                if agent not in self.agent_legs.values() and self.answered_leg is None and not self._ended:
-                    assert self.manager.queues is not None
-                    self.manager.queues.ring_failed(self, agent, time.time())
+                self._agent_ring_failed(agent)
                 return
             self.status = max(self.status, event.status)
             if (not self.outbound and self.answered_leg is None and not self._ended and self._trunk_queue
@@ -537,30 +477,24 @@ class Call(Dialing, Parties):
             self._renegotiate(leg, event.sdp, getattr(self, "endpoint_b", None))
 
     def _renegotiate(self, leg: Leg, sdp: bytes, endpoint: Endpoint | None) -> None:
-        """A re-INVITE/UPDATE with a new offer (hold, unhold, a moved address): answer it per
-        RFC 3264 §6.1 (a sendonly offer gets recvonly, and so on) on the same endpoint and
-        codec, and follow the remote address if it changed. Hold is the far end's business
-        here: the engine keeps relaying whatever arrives."""
+        """A re-INVITE/UPDATE with a new offer (hold, unhold, a moved address, a codec change):
+        answer it per RFC 3264 §6.1 (a sendonly offer gets recvonly, and so on) on the same
+        endpoint, keeping its codec unless the offer drops it, and follow the remote address if
+        it changed. Hold is the far end's business here: the engine keeps relaying whatever
+        arrives."""
         if endpoint is None:
             leg.reject_offer(488)
             return
-        try:
-            offer = parse(sdp)
-        except SdpError:
-            leg.reject_offer(488)
+        m = self.manager
+        outcome = answer_reoffer(m.engine, leg, sdp, endpoint, m.codecs, self._origins[endpoint.id],
+                                 m.media_address)
+        if outcome is None:
             return
-        codec = Codec(endpoint.codec, 8000, payload_type=endpoint.payload_type)
-        origin = self._origins[endpoint.id]
-        origin[1] += 1
-        answer, negotiated = negotiate_answer(offer, [codec], address=self.manager.media_address,
-                                              port=endpoint.local_port, session_id=origin[0],
-                                              session_version=origin[1])
-        if negotiated is None:
-            leg.reject_offer(488)
-            return
-        if not negotiated.remote_hold and negotiated.remote_address not in ("0.0.0.0", "::"):
-            self.manager.engine.set_remote(endpoint, negotiated.remote_address, negotiated.remote_port)
-        leg.accept_offer(answer.to_bytes())
+        updated, negotiated = outcome
+        if updated is not endpoint:
+            self._endpoint_changed(updated)
+            if updated is getattr(self, "endpoint_a", None):
+                self.codec_a = negotiated
         side = self.side_of(leg)
         if side is not None and self.transfer is None:
             hold_changed(self, side, negotiated.remote_hold)
@@ -587,7 +521,14 @@ class Call(Dialing, Parties):
                 other.hangup()  # RFC 3261 §16.7-style: CANCEL the forks that lost
         if m.browser_agents is not None:
             m.browser_agents.stop(self.id, "answered_elsewhere")
-        m.engine.set_remote(self.endpoint_b, negotiated.remote_address, negotiated.remote_port)
+        try:
+            # The callee may have answered in another codec than the caller's: the engine
+            # transcodes between the two endpoints from here on.
+            self._endpoint_changed(follow_answer(m.engine, self.endpoint_b, negotiated))
+        except MediaError as exc:
+            log.warning("call %s: cannot follow the callee's answer: %s", self.id, exc)
+            self.hangup("media", side="system")
+            return
         if answered_here:
             m.engine.stop_playback(self.endpoint_a)    # the hold music or ringback it heard
         m.engine.connect(self.endpoint_a, self.endpoint_b)
@@ -601,55 +542,6 @@ class Call(Dialing, Parties):
         self.inbound.answer(self.answer_a.to_bytes())
         m.publish(CallAnswered(self.id, self.answered_by, self.answered_at))
         self._arm_max_duration()
-
-    # ------------------------------------------------------------- browser agents (acd.webrtc_agents)
-
-    def connect_browser(self, port: AnyEndpoint, extension: str) -> None:
-        """A browser agent answered: its engine port takes the callee's place."""
-        m = self.manager
-        if self._step is not None:
-            self._step.cancel()
-            self._step = None
-        for leg in list(self.outbound):  # SIP phones of the same ring step
-            leg.listener = None
-            leg.hangup()
-        self.outbound.clear()
-        self._answered_ext = extension
-        m.engine.set_rtp_timeout(self.endpoint_b, None)  # nothing arrives on the unused callee endpoint
-        m.engine.connect(self.endpoint_a, port)
-        if m.recording is not None:
-            m.recording.bridged(self, port)
-        answered_here = self.answered_at is not None  # a queue, an IVR, a transfer to this agent
-        self.answered_at = time.time()
-        if not answered_here:
-            self.inbound.answer(self.answer_a.to_bytes())
-        m.publish(CallAnswered(self.id, extension, self.answered_at))
-        self._arm_max_duration()
-        if self.transfer is not None:
-            self.transfer.reached()
-
-    def hold_for_browser(self, port: AnyEndpoint, held: bool) -> None:
-        """The browser agent on `port` held the call: the caller hears music on hold (a held
-        customer who hears silence hangs up) until the agent resumes."""
-        m = self.manager
-        try:
-            if held:
-                m.engine.disconnect(self.endpoint_a)
-                m.engine.play_file(self.endpoint_a, HOLD_MUSIC, loop=True)
-            else:
-                m.engine.stop_playback(self.endpoint_a)
-                m.engine.connect(self.endpoint_a, port)
-        except MediaError as exc:
-            log.warning("call %s: cannot %s for the browser agent: %s", self.id, "hold" if held else "resume", exc)
-
-    def browser_failed(self, status: int, busy: bool) -> None:
-        """Every browser rung refused or gave up; SIP phones of the step may still ring."""
-        if self.answered_at is None and not self._ended and not self.outbound:
-            self._step_failed(status, EndCause.BUSY if busy else EndCause.NO_ANSWER)
-
-    def send_dtmf_to_caller(self, digits: str) -> None:
-        if self.endpoint_a.telephone_event_pt is not None:
-            self.manager.engine.send_dtmf(self.endpoint_a, digits)
 
     def _arm_max_duration(self) -> None:
         m = self.manager
@@ -723,39 +615,6 @@ class Call(Dialing, Parties):
         m.write_cdr(record)
         m.publish(CallEnded(self.id, str(record.disposition), side, record.hangup_cause, record.duration,
                             record.billsec, ended))
-
-    def close_segment(self, side: str, cause: str) -> None:
-        """A transfer completed: the CDR of the segment that ends now (its parties, its times),
-        and a new segment of the same call from now on, between the parties bridged now."""
-        now = time.time()
-        self.manager.write_cdr(self.segment_record(side, cause, now))
-        self.segment += 1
-        self.started_at = self.answered_at = now
-
-    def segment_record(self, side: str, cause: str, ended: float | None = None) -> CdrRecord:
-        """The CDR of the current (answered) segment if it ended now, hung up by `side`."""
-        return self._record(ended or time.time(), Disposition.ANSWERED, side, cause, self.status, None)
-
-    def _record(self, ended: float, disposition: Disposition, side: str, cause: str, status: int,
-                loss: float | None) -> CdrRecord:
-        m = self.manager
-        caller, callee = self.caller, self.dialled
-        if self.segment > 1:
-            # After a transfer the segment is between whoever is bridged on each side now.
-            caller, callee = self.party_number("a"), self.party_number("b")
-        caller_ext = m.directory.get(caller) if self.from_trunk is None or caller != self.caller else None
-        return CdrRecord(
-            call_id=self.id, segment=self.segment, caller=caller, callee=callee, started_at=self.started_at,
-            ended_at=ended, disposition=disposition, hangup_side=side, hangup_cause=cause,
-            # Who joined by an attended transfer or a take-over, else whoever answered the
-            # number dialled (or transferred to).
-            answered_by=(self._parties.get("joined") or self.answered_by) if self.answered_at else "",
-            answered_at=self.answered_at, sip_status=status, did=self.did, trunk=self.trunk_name,
-            caller_name=caller_ext.display_name if caller_ext else (
-                self.caller_name if self.from_trunk is not None and caller == self.caller else ""),
-            codec=self.codec_a.codec.name if self.codec_a else "", rtp_loss_pct=loss,
-            recording_ref=self.recording_ref,
-        )
 
 
 def _provider_failed(event: Ended) -> bool:

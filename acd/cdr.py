@@ -3,6 +3,13 @@
 Dispositions are Asterisk's (ANSWERED, NO ANSWER, BUSY, FAILED, CANCELLED) so reports and
 habits carry over. Segments of one call share `call_id`; `segment` numbers them (transfers
 add segments).
+
+Legs the system places for a call get rows on that call's id too, in segment ranges of their
+own, so a report can tell them apart (or leave them out of the caller's talk time):
+
+    1 ..            the call itself, one segment per transfer
+    100 + try       a queued callback's tries (acd.callback_calls)
+    200 + n         supervisors' lines rung from the wallboard (acd.supervisor_dial)
 """
 
 from __future__ import annotations
@@ -15,6 +22,10 @@ from dataclasses import dataclass
 import aiosqlite
 
 log = logging.getLogger(__name__)
+
+#: Where the segment ranges of the module's doc begin.
+SEGMENT_CALLBACK = 100
+SEGMENT_SUPERVISOR_LINE = 200
 
 MIGRATIONS_CDR = """
 CREATE TABLE cdr (

@@ -24,8 +24,9 @@ from acd.prompt_catalogue import SOUNDS
 from acd.routing import OutboundRoute, select_route
 from mediacore.engine import Endpoint
 from mediacore.errors import MediaError
-from sipstack.sdp import NegotiatedMedia, SessionDescription
-from sipstack.session import EndCause, InboundLeg, OutboundLeg
+from sipstack.offer_answer import NegotiatedMedia
+from sipstack.sdp import SessionDescription
+from sipstack.session import EndCause, InboundLeg, Leg, LegEvent, OutboundLeg
 from sipstack.trunk_manager import Trunk
 from sipstack.uri import NameAddr, SipUri
 
@@ -73,13 +74,40 @@ class Dialing:
     _chain: ForwardChain | None
     _steps: int
     transfer: BlindTransfer | None
+    trunk_name: str
+    offer_b: SessionDescription | None
 
     if TYPE_CHECKING:  # defined by Call
         def _refuse(self, status: int, reason: str | None, *, cause: EndCause | None = None) -> None: ...
         def _ring(self, bindings: list, from_addr: NameAddr, to_addr: NameAddr) -> None: ...
-        def _dial_trunk(self) -> None: ...
         def _arm_max_duration(self) -> None: ...
         def hangup(self, reason: str, *, side: str) -> None: ...
+        def _on_outbound(self, leg: Leg, event: LegEvent) -> None: ...
+
+    def _dial_trunk(self) -> None:
+        """Send the call to the next trunk of its route: `sip:<number>@host:port`, From the
+        route's caller ID (else the trunk account, else the extension), answering the
+        provider's digest challenge with the trunk's credentials."""
+        m = self.manager
+        trunk = self._trunk_queue.pop(0)
+        assert self._route is not None and trunk.address is not None
+        self.trunk_name = trunk.name
+        settings = trunk.settings
+        caller_id = self._route.caller_id
+        if caller_id is not None:
+            user, display = caller_id.number, caller_id.name
+        else:
+            user, display = settings.username or self.caller, None
+        from_addr = NameAddr(SipUri("sip", user, None, settings.domain, None), display, {})
+        to_addr = NameAddr(SipUri("sip", self._route_number, None, settings.domain, None), None, {})
+        log.info("call %s: %s dials %s via trunk %s as %s", self.id, self.caller, self.dialled, trunk.name,
+                 self._route_number)
+        leg = OutboundLeg(m.sessions, target=trunk.address, request_uri=trunk.request_uri(self._route_number),
+                          from_addr=from_addr, to_addr=to_addr, sdp=self.offer_b.to_bytes(),  # type: ignore[union-attr]
+                          auth=trunk.digest())
+        leg.listener = self._on_outbound
+        self.outbound.append(leg)
+        leg.start()
 
     def _go(self, destination: Destination, *, forwarded: bool = False) -> None:
         """Act on a dialplan destination (the first one, a forward, a group's fallback)."""

@@ -25,10 +25,21 @@ from __future__ import annotations
 
 import random
 from bisect import bisect_left, insort
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from heapq import merge
 
 from acd.agents import Agent, AgentState, NotReadyReason
+from acd.distributor_events import (
+    AcdError,
+    AgentChanged,
+    CallbackChanged,
+    Connected,
+    Event,
+    Offer,
+    Overflowed,
+    QueueLogEntry,
+    StopRinging,
+)
 from acd.queues import (
     BLACKLIST_PRIORITY,
     BlacklistTreatment,
@@ -41,70 +52,10 @@ from acd.queues import (
 )
 from acd.wait_estimate import WaitEstimator
 
-
-@dataclass(frozen=True)
-class Offer:
-    """Ring these agents for this call (several at once for ringall)."""
-
-    call_id: str
-    agent_ids: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class StopRinging:
-    call_id: str
-    agent_id: str
-
-
-@dataclass(frozen=True)
-class Connected:
-    call_id: str
-    agent_id: str
-
-
-@dataclass(frozen=True)
-class Overflowed:
-    """The call leaves the queue for `destination` (another queue, voicemail, callback, or "")."""
-
-    call_id: str
-    destination: str
-    reason: str  # "maxlen", "max_wait", "no_agents", "blacklist"
-
-
-@dataclass(frozen=True)
-class AgentChanged:
-    agent_id: str
-    state: AgentState
-    reason: NotReadyReason | None
-
-
-@dataclass(frozen=True)
-class QueueLogEntry:
-    at: float
-    call_id: str
-    queue_id: str
-    agent_id: str
-    event: str
-    data: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class CallbackChanged:
-    """A queued callback was booked or changed: what the call-control layer persists."""
-
-    call_id: str
-    queue_id: str
-    number: str
-    status: CallbackStatus
-    attempts: int
-    #: When it may be offered again (after a failed try).
-    not_before: float
-    #: The caller's place: their arrival and priority.
-    entered_at: float
-    priority: int
-
-
-Event = Offer | StopRinging | Connected | Overflowed | AgentChanged | CallbackChanged
+#: The records live in acd.distributor_events; named here too, so the ACD and what it answers
+#: with come from one import.
+__all__ = ["Acd", "AcdError", "AgentChanged", "CallbackChanged", "Connected", "Event", "Offer", "Overflowed",
+           "QueueLogEntry", "StopRinging"]
 
 
 @dataclass
@@ -112,15 +63,6 @@ class _Connection:
     call: QueuedCall
     agent_id: str
     answered_at: float
-
-
-@dataclass
-class Output:
-    events: list[Event] = field(default_factory=list)
-
-
-class AcdError(Exception):
-    """An action the current state does not allow (e.g. answering a call not offered)."""
 
 
 class Acd:
@@ -140,6 +82,8 @@ class Acd:
         self.estimator = WaitEstimator()
         #: Connected callbacks whose number is being dialled now (CALLBACKDIAL logged).
         self._dialling: set[str] = set()
+        #: Agents on a call the queues did not give them (`set_busy`): never in `_ready`.
+        self.busy: set[str] = set()
 
     # ------------------------------------------------------------- configuration
 
@@ -194,6 +138,29 @@ class Acd:
         self._set(agent, AgentState.NOT_READY, now, reason)
         self._log(now, "NONE", agent, "PAUSE", reason.value)
         return [*events, AgentChanged(agent.id, agent.state, reason), *self.dispatch(now)]
+
+    def set_busy(self, agent_id: str, busy: bool, now: float) -> list[Event]:
+        """The agent is (or no longer is) on a call the queues did not give them — a direct
+        call on a desk phone or the softphone. Asterisk's member "in use" with ringinuse=no: no
+        offer meanwhile, yet no state change (no PAUSE; a ready agent stays ready). An offer
+        ringing them is withdrawn, no missed offer; freed, they get the next waiting call at once."""
+        agent = self._agent(agent_id)
+        if busy == (agent_id in self.busy):
+            return []
+        if not busy:
+            self.busy.discard(agent_id)
+            if agent.state is AgentState.READY:
+                self._ready.add(agent_id)
+            return self.dispatch(now)
+        self.busy.add(agent_id)
+        self._ready.discard(agent_id)
+        call = self.waiting.get(agent.call_id or "") if agent.state is AgentState.RESERVED else None
+        if call is None:
+            return []
+        call.offered_to.discard(agent_id)
+        self._ring_canceled(call, agent, now)
+        self._release(agent, now)
+        return [StopRinging(call.call_id, agent_id), AgentChanged(agent_id, AgentState.READY, None), *self.dispatch(now)]
 
     # ------------------------------------------------------------- calls
 
@@ -283,6 +250,21 @@ class Acd:
             return events + self.dispatch(now)
         return self._complete(call_id, now, "COMPLETECALLER")
 
+    def abandoned_before_joining(self, call: QueuedCall, now: float) -> list[Event]:
+        """The caller hung up before the call could join its queue (while the call-control
+        layer asked the CRM who is calling): from the caller's side they reached the queue and
+        left it unserved, so ENTERQUEUE at their arrival and ABANDON now, and the wallboard
+        counts the abandon. The ACD's state is untouched: the call was never in it."""
+        queue = self.queues[call.queue_id]
+        if call.call_id in self.waiting or call.call_id in self.connected:
+            raise AcdError(f"call {call.call_id} is in a queue already")
+        arrived = call.entered_at if 0 < call.entered_at <= now else now
+        self.log.append(QueueLogEntry(arrived, call.call_id, queue.id, "NONE", "ENTERQUEUE",
+                                      (call.caller, str(call.priority))))
+        self.log.append(QueueLogEntry(now, call.call_id, queue.id, "NONE", "ABANDON",
+                                      ("1", str(round(now - arrived)))))
+        return []
+
     def agent_hangup(self, call_id: str, now: float) -> list[Event]:
         return self._complete(call_id, now, "COMPLETEAGENT")
 
@@ -343,7 +325,8 @@ class Acd:
                 continue
             queue = self.queues[call.queue_id]
             members = self.members[queue.id]
-            chosen = self._selector.choose(queue, members, eligible(members, queue, call, now), call)
+            free = [a for a in members if a.id not in self.busy] if self.busy else members
+            chosen = self._selector.choose(queue, members, eligible(free, queue, call, now), call)
             if not chosen:
                 if not call.skills and call.preferred_agent is None:
                     exhausted.add(queue.id)  # nobody here can take an ordinary call now
@@ -479,7 +462,7 @@ class Acd:
 
     def _set(self, agent: Agent, state: AgentState, now: float, reason: NotReadyReason | None = None) -> None:
         agent.set(state, now, reason)
-        if state is AgentState.READY:
+        if state is AgentState.READY and agent.id not in self.busy:
             self._ready.add(agent.id)
         else:
             self._ready.discard(agent.id)

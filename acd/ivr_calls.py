@@ -6,6 +6,10 @@ Prompts come from the administrator's own recordings first (`<data>/sounds/<lang
 then the shipped ones; a prompt missing in the caller's language falls back to the other
 language rather than leaving a silent gap. A read-out concatenates its prompts into one buffer,
 played as one prompt so the numbers flow without gaps between files.
+
+The language a caller chooses (a `language` node) outlives the flow: `language_of` answers it
+until the call ends, so whatever speaks to the caller next (the queue's announcements, a
+mailbox, a survey flow later in the same call) goes on in it rather than in its own default.
 """
 
 from __future__ import annotations
@@ -32,9 +36,11 @@ from acd.ivr import (
     StoreRating,
     Transfer,
 )
+from acd.ivr_flow import NodeType
 from acd.ivr_store import FlowNotFound, FlowStore
 from acd.lookups import CrmLookups
 from acd.prompt_catalogue import SOUNDS, prompt_audio
+from acd.say import LANGUAGES
 from mediacore.engine import Endpoint, MediaEngine
 from mediacore.errors import MediaError
 from mediacore.events import DtmfDigit, MediaEvent, PromptDone
@@ -84,6 +90,8 @@ class IvrRunner:
         self._sound_dirs = sound_dirs
         self._calls: dict[str, _Running] = {}
         self._by_endpoint: dict[int, _Running] = {}
+        #: The language each caller chose in a flow of this call, kept until the call ends.
+        self._chosen: dict[str, str] = {}
 
     @property
     def flows(self) -> FlowStore:
@@ -93,8 +101,11 @@ class IvrRunner:
     def __contains__(self, call_id: str) -> bool:
         return call_id in self._calls
 
-    async def start(self, call_id: str, endpoint: Endpoint, caller: str, flow_name: str) -> None:
-        """Run the live version of `flow_name` for an answered call on its caller-side endpoint."""
+    async def start(self, call_id: str, endpoint: Endpoint, caller: str, flow_name: str, *,
+                    language: str | None = None) -> None:
+        """Run the live version of `flow_name` for an answered call on its caller-side endpoint,
+        in `language` (the caller's, chosen earlier in the call), else the one the caller chose
+        in an earlier flow of this call, else the flow's own."""
         try:
             flow = await self._flows.live(flow_name)
         except FlowNotFound as exc:
@@ -102,15 +113,37 @@ class IvrRunner:
             self._hangup(call_id, "ivr_missing")
             return
         variables = await self._caller_variables(caller)
-        session = IvrSession(flow, caller=caller, variables=variables, is_open=self._is_open)
+        if language in LANGUAGES:
+            self._chosen[call_id] = language
+        chosen = self._chosen.get(call_id)
+        session = IvrSession(flow, caller=caller, variables=variables, is_open=self._is_open, language=chosen)
         run = _Running(call_id, endpoint, session)
         self._calls[call_id] = run
         self._by_endpoint[endpoint.id] = run
         log.info("call %s: IVR %s v%d", call_id, flow.name, flow.version)
         self._do(run, session.start())
 
+    def language_of(self, call_id: str) -> str | None:
+        """The language the caller chose in a flow of this call (a `language` node, or the
+        language a flow was started in for them); None if they never chose."""
+        run = self._calls.get(call_id)
+        if run is not None:
+            self._note_language(run)
+        return self._chosen.get(call_id)
+
     def ended(self, call_id: str) -> None:
-        """The call hung up (or left the IVR): stop everything it had running."""
+        """The call hung up: stop everything it had running and forget its language."""
+        self._stop(call_id)
+        self._chosen.pop(call_id, None)
+
+    def _note_language(self, run: _Running) -> None:
+        session = run.session
+        flow = session.flow
+        if run.call_id in self._chosen or any(flow.nodes[node].type is NodeType.LANGUAGE for node in session.path):
+            self._chosen[run.call_id] = session.language
+
+    def _stop(self, call_id: str) -> None:
+        """The call left the IVR (or hung up): stop everything it had running."""
         run = self._calls.pop(call_id, None)
         if run is None:
             return
@@ -180,6 +213,7 @@ class IvrRunner:
             if self._store_rating is not None:
                 self._store_rating(run.call_id, action.rating)
         elif isinstance(action, Transfer):
+            self._note_language(run)     # before the route: the queue or mailbox asks for it
             self._leave(run)
             self._route(run.call_id, action)
         elif isinstance(action, Hangup):
@@ -281,7 +315,7 @@ class IvrRunner:
         if run.play_id is not None:
             run.play_id = None
             self._engine.stop_playback(run.endpoint)
-        self.ended(run.call_id)
+        self._stop(run.call_id)
 
     def _finish(self, run: _Running, cause: str) -> None:
         self._leave(run)

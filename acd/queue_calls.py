@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from acd.agents import Agent, AgentState, Membership, NotReadyReason
-from acd.distributor import (
-    Acd,
+from acd.distributor import Acd
+from acd.distributor_events import (
     AcdError,
     CallbackChanged,
     Connected,
@@ -185,6 +185,8 @@ class QueueRouter:
         self._lookup_timeout = lookup_timeout
         #: Calls whose look-ups are under way, not yet in the ACD.
         self._joining: dict[str, asyncio.Task[None]] = {}
+        #: Their queue and arrival time, for the abandon of a caller who hangs up meanwhile.
+        self._arrivals: dict[str, tuple[str, float]] = {}
         #: Skills an IVR asked for, per call, until the call joins its queue.
         self._required: dict[str, dict[str, int]] = {}
         #: The waiting callers' audio and the callbacks' legs (`attach`); None in sans-IO use.
@@ -262,6 +264,20 @@ class QueueRouter:
         self._handle(events, now)
         return True
 
+    def is_agent(self, extension: str) -> bool:
+        return extension in self.acd.agents
+
+    def set_busy(self, extension: str, busy: bool, now: float) -> None:
+        """The agent `extension` is (or no longer is) on a direct call (acd.direct_calls): no
+        queue offers meanwhile, their state untouched."""
+        if extension in self.acd.agents:
+            self._handle(self.acd.set_busy(extension, busy, now), now)
+
+    def counts(self, call_id: str, extension: str) -> bool:
+        """Whether the ACD has `call_id` as the agent's queue call (it counts that one itself)."""
+        connection = self.acd.connected.get(call_id)
+        return connection is not None and connection.agent_id == extension
+
     # ------------------------------------------------------------- calls
 
     def enqueue(self, call: Call, queue_id: str, now: float) -> None:
@@ -271,6 +287,7 @@ class QueueRouter:
         if self._lookups is None and (self._sticky is None or not self.acd.queues[queue_id].sticky_days):
             self._join(call, queue_id, now, None, None)
             return
+        self._arrivals[call.id] = (queue_id, now)
         self._joining[call.id] = asyncio.get_running_loop().create_task(
             self._look_up_and_join(call, queue_id, now), name=f"queue-join-{call.id}")
 
@@ -289,6 +306,7 @@ class QueueRouter:
                 task.cancel()
         info = _result(caller_task, "caller look-up", call.caller, self._lookup_timeout)
         preferred = _result(sticky_task, "sticky-agent look-up", call.caller, self._lookup_timeout)
+        self._arrivals.pop(call.id, None)
         if self._joining.pop(call.id, None) is None or call.id not in self.calls:
             return  # the caller hung up meanwhile
         self._join(call, queue_id, arrived, info if isinstance(info, CallerInfo) else None,
@@ -308,7 +326,7 @@ class QueueRouter:
             if queue.treatment.answer and call.answered_at is None:
                 call.answer_in_queue()
             if call.answered_at is not None:   # answered here, or by the IVR that sent it
-                self.treatment.start(call.id, call.endpoint_a, queue)
+                self.treatment.start(call.id, call.endpoint_a, queue, language=call.language)
         self._handle(events, now)
 
     def require_skills(self, call_id: str, skills: dict[str, int]) -> None:
@@ -345,7 +363,10 @@ class QueueRouter:
         del self.calls[call.id]
         joining = self._joining.pop(call.id, None)
         if joining is not None:
-            joining.cancel()  # gone before the look-ups finished: it never joined the queue
+            joining.cancel()  # gone before the look-ups ended: never in the ACD, yet an abandon (#8)
+            queue_id, arrived = self._arrivals.pop(call.id)
+            queued = QueuedCall(call.id, queue_id, arrived, caller=call.caller)
+            self._handle(self.acd.abandoned_before_joining(queued, now), now)
             return
         if side == "callee":
             events = self.acd.agent_hangup(call.id, now)
@@ -395,7 +416,7 @@ class QueueRouter:
             call.hangup("callback_booked", side="system")
             return
         queue = self.acd.queues.get(call.queue_id or "")
-        language = queue.treatment.language if queue is not None else "zh-CN"
+        language = call.language or (queue.treatment.language if queue is not None else "zh-CN")
         if call.answered_at is None:
             call.answer_in_queue()   # answered for the confirmation alone
         self.treatment.say_then(call.id, call.endpoint_a, ["queue/callback-booked"], language,
@@ -499,6 +520,8 @@ class QueueRouter:
     # ------------------------------------------------------------- plumbing
 
     def _handle(self, events: list[Event], now: float) -> None:
+        # Offers withdrawn because another agent took the call (a ringall) say so to a browser.
+        taken = {event.call_id for event in events if isinstance(event, Connected)}
         for event in events:
             call = self.calls.get(getattr(event, "call_id", ""))
             if isinstance(event, Offer) and call is not None:
@@ -509,7 +532,7 @@ class QueueRouter:
             elif isinstance(event, Offer):
                 self._offer_callback(event, now)
             elif isinstance(event, StopRinging) and call is not None:
-                call.stop_ringing(event.agent_id)
+                call.stop_ringing(event.agent_id, "answered_elsewhere" if event.call_id in taken else "no_answer")
             elif isinstance(event, StopRinging) and self.dialer is not None:
                 self.dialer.stop_ringing(event.call_id, event.agent_id)
             elif isinstance(event, Connected) and self.treatment is not None:

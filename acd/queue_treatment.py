@@ -6,6 +6,9 @@ engine (`play`, `PromptDone`): Python acts once per announcement, never per pack
 Asterisk's habits: the position is announced on joining and every `announce_frequency`
 seconds, never to the caller at the head of the line (nobody is ahead); the estimate is left
 out while it is unknown (acd.wait_estimate); the periodic announcement has its own clock.
+
+Everything is said in the caller's language when they chose one (in an IVR before the queue:
+acd.calls.Call.language), else in the queue's `language`.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import numpy as np
 from acd.distributor import Acd
 from acd.prompt_catalogue import SOUNDS, prompt_audio
 from acd.queues import QueueConfig, dialable
-from acd.say import SayError, say_digits, say_number
+from acd.say import LANGUAGES, SayError, say_digits, say_number
 from mediacore.engine import Endpoint, MediaEngine
 from mediacore.errors import MediaError
 from mediacore.events import DtmfDigit, MediaEvent, PromptDone
@@ -42,6 +45,8 @@ class _Listener:
     call_id: str
     endpoint: Endpoint
     queue: QueueConfig
+    #: What the caller hears everything in: their own choice, else the queue's language.
+    language: str
     #: The engine's play id of what is playing now (music or an announcement), and its buffer.
     play_id: int | None = None
     playing: np.ndarray | None = None
@@ -73,10 +78,11 @@ class QueueTreatment:
 
     # ------------------------------------------------------------- callers
 
-    def start(self, call_id: str, endpoint: Endpoint, queue: QueueConfig) -> None:
-        """The answered caller joined `queue`: the first announcements, then music."""
+    def start(self, call_id: str, endpoint: Endpoint, queue: QueueConfig, *, language: str = "") -> None:
+        """The answered caller joined `queue`: the first announcements, then music; in
+        `language` (the caller's own, "zh-CN" or "en"), else in the queue's."""
         self.stop(call_id)
-        listener = _Listener(call_id, endpoint, queue)
+        listener = _Listener(call_id, endpoint, queue, _language(language, queue.treatment.language))
         self._listeners[call_id] = listener
         self._by_endpoint[endpoint.id] = listener
         now = asyncio.get_running_loop().time()
@@ -89,18 +95,17 @@ class QueueTreatment:
             listener.next_periodic = now + max(self._min_frequency, t.periodic_announce_frequency)
         entry = self._acd.waiting.get(call_id)
         if t.callback_key and entry is not None and dialable(entry.caller):   # someone to call back
-            listener.pending.append(self._callback_offer(queue))
+            listener.pending.append(self._callback_offer(listener))
         listener.pending = [p for p in listener.pending if p]
         self._next(listener)
         self._arm(listener)
 
     def say_then(self, call_id: str, endpoint: Endpoint, prompts: list[str], language: str,
                  then: Callable[[], None]) -> None:
-        """Play `prompts` once (no music) and call `then` when they end or cannot play: the
-        confirmation before a caller who booked a callback is hung up."""
+        """Play `prompts` once (no music) in `language` and call `then` when they end or
+        cannot play: the confirmation before a caller who booked a callback is hung up."""
         self.stop(call_id)
-        listener = _Listener(call_id, endpoint, QueueConfig(call_id, ""), then=then)
-        listener.queue.treatment.language = language
+        listener = _Listener(call_id, endpoint, QueueConfig(call_id, ""), _language(language, "zh-CN"), then=then)
         self._listeners[call_id] = listener
         self._by_endpoint[endpoint.id] = listener
         if not self._play(listener, prompts):
@@ -145,7 +150,7 @@ class QueueTreatment:
         line; the wait left out while it is unknown."""
         if listener.call_id not in self._acd.waiting:
             return []
-        language = listener.queue.treatment.language
+        language = listener.language
         ahead = self._acd.position(listener.call_id) - 1
         if ahead < 1:
             return []
@@ -156,12 +161,12 @@ class QueueTreatment:
             prompts += ["queue/wait", *say_number(minutes, language), "queue/minutes"]
         return prompts
 
-    def _callback_offer(self, queue: QueueConfig) -> list[str]:
-        key = queue.treatment.callback_key
+    def _callback_offer(self, listener: _Listener) -> list[str]:
+        key = listener.queue.treatment.callback_key
         if key == "1":
             return ["queue/press-callback"]
         try:
-            return ["queue/callback-press", *say_digits(key, queue.treatment.language)]
+            return ["queue/callback-press", *say_digits(key, listener.language)]
         except SayError:
             return ["queue/callback-press"]
 
@@ -180,7 +185,7 @@ class QueueTreatment:
             listener.pending.append([t.periodic_announce])
             entry = self._acd.waiting.get(listener.call_id)
             if t.callback_key and entry is not None and dialable(entry.caller):
-                listener.pending.append(self._callback_offer(listener.queue))
+                listener.pending.append(self._callback_offer(listener))
         listener.pending = [p for p in listener.pending if p]
         if listener.music or listener.play_id is None:
             self._next(listener)   # an announcement already playing takes these after it
@@ -201,7 +206,7 @@ class QueueTreatment:
         self._music(listener)
 
     def _play(self, listener: _Listener, prompts: list[str]) -> bool:
-        pcm = prompt_audio(self._engine.prompts, prompts, listener.queue.treatment.language, self._sound_dirs)
+        pcm = prompt_audio(self._engine.prompts, prompts, listener.language, self._sound_dirs)
         if pcm is None:
             return False
         try:
@@ -228,3 +233,8 @@ class QueueTreatment:
         self.stop(listener.call_id)
         if then is not None:
             then()
+
+
+def _language(chosen: str, default: str) -> str:
+    """The caller's own language if it is one we speak, else `default`."""
+    return chosen if chosen in LANGUAGES else default

@@ -65,7 +65,7 @@ def parse_supervision(dialled: str) -> tuple[Action, str] | None:
 
 class SupervisionError(Exception):
     """Why a supervisor's request cannot be carried out; `reason` is a stable code
-    ("not_on_call", "browser_agent", "no_phone", "busy", "media")."""
+    ("not_on_call", "no_phone", "busy", "media")."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -270,7 +270,8 @@ class Supervision:
 
     def _join(self, seat: Seat, target: Call, side: str, action: Action) -> None:
         assert seat.line is not None
-        agent_leg, caller_leg = target.endpoint_of(side), target.endpoint_of(side, other=True)
+        # Whoever is bridged on each side: a SIP endpoint, or a browser agent's engine leg.
+        agent_leg, caller_leg = target.party_port(side), target.party_port(side, other=True)
         watched = self._watched.get(target.id)
         mode = ROOM_MODES[action]
         try:
@@ -306,25 +307,21 @@ class Supervision:
     # ------------------------------------------------------------- plumbing
 
     def _target(self, agent: str) -> Call:
-        """The agent's connected call (taken from a queue, dialled to them, or made by them)."""
-        in_browser = False
+        """The agent's connected call (taken from a queue, dialled to them, or made by them;
+        on a desk phone or in the browser softphone)."""
         for call in self._calls.calls.values():
             if call.id in self._seats or call.ended or call.answered_at is None:
                 continue
             if self._agent_side(call, agent) is not None:
                 return call
-            in_browser = in_browser or (call.answered_leg is None and call.answered_by == agent)
-        if in_browser:
-            raise SupervisionError("browser_agent", f"agent {agent} talks from the browser softphone, which "
-                                                    "cannot be supervised yet")
         raise SupervisionError("not_on_call", f"agent {agent} is not on a call")
 
     @staticmethod
     def _agent_side(call: Call, agent: str) -> str | None:
-        """The agent's side of a bridged call: "b" when they answered it, "a" when they placed
-        it; None when they are not (or no longer, after a transfer) on it. A browser agent's
-        call has no SIP leg on its side to supervise."""
-        if call.answered_leg is None:
+        """The agent's side of a bridged call: "b" when they answered it (on a desk phone or
+        in the browser), "a" when they placed it; None when they are not (or no longer, after a
+        transfer) on it, or the call is answered by no person (an IVR, a queue's music)."""
+        if call.answered_leg is None and call.browser_port is None:
             return None
         if call.party_number("b") == agent:
             return "b"

@@ -36,6 +36,8 @@ def take_over(call: Call, side: str, leg: Leg, endpoint: Endpoint, number: str, 
     m = call.manager
     old_leg = call.inbound if side == "a" else call.answered_leg
     old_endpoint = call.endpoint_of(side)
+    # A browser agent who answered has no SIP leg here: their softphone call is ended below.
+    browser = call.browser_port if side == "b" else None
     keep = call.endpoint_of(side, other=True)
     agent = call.party_number(side)
     call.close_segment("caller" if side == "a" else "callee", CAUSE)
@@ -63,5 +65,9 @@ def take_over(call: Call, side: str, leg: Leg, endpoint: Endpoint, number: str, 
             call.outbound.remove(old_leg)
         old_leg.listener = None
         old_leg.hangup()
-    call.drop_endpoint(old_endpoint)
+    if browser is not None and m.browser_agents is not None:
+        m.browser_agents.stop(call.id, "taken_over")   # the agent's softphone says why
+    if any(e.id == old_endpoint.id for e in call.endpoints):
+        # (Not a browser's leg that placed the call: acd.webrtc_agents owns and destroys it.)
+        call.drop_endpoint(old_endpoint)
     log.info("call %s: supervisor %s took the call over from agent %s", call.id, number, agent)

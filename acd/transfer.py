@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from acd.blind_transfer import BlindTransfer, hang_up, recording_follows, tell_queue
 from acd.cdr import CdrRecord
 from acd.hold import release_hold
-from mediacore.engine import Endpoint
+from mediacore.engine import AnyEndpoint, Endpoint
 from mediacore.errors import MediaError
 from sipstack.session import Leg, LegEvent, Refer
 
@@ -50,6 +50,14 @@ class Parties:
     _parties: dict[str, str]
     #: The sides ("a", "b") whose party holds the call now (acd.hold).
     held_by: set[str]
+    #: A browser agent's engine leg standing in for the callee (`Call.connect_browser`), with
+    #: the id of the callee endpoint it stands in for: it is the "b" party only while that
+    #: endpoint is still the call's (a transfer that installs another callee ends it).
+    _browser: tuple[int, AnyEndpoint] | None = None
+    #: An ad-hoc three-way room (acd.browser_transfer) one side's party was moved into, and
+    #: that side: the party is bridged to the room's mix, not to the other side.
+    adhoc_room: int | None = None
+    room_side: str = "a"
 
     if TYPE_CHECKING:  # defined by Call
         answered_by: str
@@ -64,13 +72,46 @@ class Parties:
         return self._ended
 
     def side_of(self, leg: Leg | None) -> str | None:
-        """"a" for the caller's side of a bridged call, "b" for the callee's, else None."""
-        if leg is None or self.answered_at is None or self.answered_leg is None:
+        """"a" for the caller's side of a bridged call, "b" for the callee's, else None. The
+        caller of a call a browser agent answered (or that is in a three-way room) has a side
+        too: its re-INVITEs hold and resume like any party's."""
+        if leg is None or self.answered_at is None:
             return None
+        if self.answered_leg is None:
+            bridged = self.browser_port is not None or self.adhoc_room is not None
+            return "a" if bridged and leg is self.inbound else None
         return "a" if leg is self.inbound else "b" if leg is self.answered_leg else None
 
     def endpoint_of(self, side: str | None, *, other: bool = False) -> Endpoint:
+        """The call's own SIP endpoint on `side` (the one a transfer moves or drops)."""
         return self.endpoint_b if (side == "b") != other else self.endpoint_a
+
+    # -- the party actually bridged on each side: a SIP endpoint, or a browser agent's leg
+
+    def set_browser(self, port: AnyEndpoint) -> None:
+        """A browser agent's engine leg takes the callee's place (it answered, or an attended
+        transfer moved the caller to it)."""
+        self._browser = (self.endpoint_b.id, port)
+
+    @property
+    def browser_port(self) -> AnyEndpoint | None:
+        """The browser agent's leg that is the call's "b" party now, else None (also once the
+        caller left the agent for a three-way room: the room is what it is bridged to)."""
+        if self._browser is None or self.answered_leg is not None or self.adhoc_room is not None:
+            return None
+        endpoint_id, port = self._browser
+        return port if endpoint_id == self.endpoint_b.id else None
+
+    def party_port(self, side: str | None, *, other: bool = False) -> AnyEndpoint:
+        """The engine leg of the party on `side` as bridged now: what hold, recording and
+        supervision must reach (a browser agent's leg rather than the unused callee endpoint)."""
+        if (side == "b") != other:
+            return self.browser_port or self.endpoint_b
+        return self.endpoint_a
+
+    def entered_room(self, side: str, room_id: int) -> None:
+        """The party on `side` was moved into an ad-hoc three-way room (acd.browser_sip_side)."""
+        self.adhoc_room, self.room_side = room_id, side
 
     def party_number(self, side: str | None, *, other: bool = False) -> str:
         key = "b" if (side == "b") != other else "a"
@@ -147,9 +188,11 @@ class Parties:
 
 def on_refer(call: Call, leg: Leg, refer: Refer) -> None:
     """A REFER arrived on one of the call's legs: start the transfer it asks for, or refuse."""
-    if call.answered_at is None or call.ended or call.transfer is not None or call.side_of(leg) is None:
+    if (call.answered_at is None or call.ended or call.transfer is not None or call.side_of(leg) is None
+            or call.answered_leg is None):
         # RFC 3515 §2.4.2: a REFER we will not act on is refused; 403 for a call that is not
-        # (or no longer) a plain bridged two-party call.
+        # (or no longer) a plain bridged two-party call of two SIP legs (a browser agent's
+        # caller is handed on from the softphone, acd.browser_transfer).
         leg.reject_refer(403, "Forbidden: only a bridged call can be transferred")
         return
     if refer.replaces is not None:
@@ -168,7 +211,7 @@ def _attended(call: Call, leg: Leg, refer: Refer) -> None:
     other = m.call_of(other_leg) if other_leg is not None else None
     other_side = other.side_of(other_leg) if other is not None and other_leg is not None else None
     if other is None or other is call or other_side is None or other.answered_at is None or \
-            other.ended or other.transfer is not None:
+            other.ended or other.transfer is not None or other.answered_leg is None:
         # RFC 3891 §3: no such (confirmed) dialog: 481; said in the REFER's answer.
         leg.reject_refer(481, "Call/Transaction Does Not Exist: Replaces names no call to join")
         return

@@ -7,6 +7,9 @@ the catalogue's `vm/leave-message`, a beep, then the caller's audio is recorded 
 time limit or the hang-up. `#` during the greeting skips to the beep. A recording under a
 second is discarded (a hang-up at the beep); otherwise the file is indexed with the engine's
 size and SHA-256, and a caller still on the line hears that it was saved before the hang-up.
+
+Prompts are in the caller's language when they chose one (in an IVR: acd.calls.Call.language),
+else in the site's `[voicemail] language`.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import soundfile
 
 from acd.ivr_calls import BEEP
 from acd.prompt_catalogue import SOUNDS, prompt_audio
+from acd.say import LANGUAGES
 from acd.voicemail import VoicemailError, VoicemailStore, check_mailbox, keep_message
 from acd.voicemail_menu import (
     Action,
@@ -99,6 +103,11 @@ class VoicemailCalls:
     def language(self) -> str:
         return self.store.config.language
 
+    def language_for(self, call: Call) -> str:
+        """What `call` hears: the language its caller chose, else the site's."""
+        chosen = getattr(call, "language", "")   # a stand-in call (tests, tools) may have none
+        return chosen if chosen in LANGUAGES else self.language
+
     def has_mailbox(self, mailbox: str) -> bool:
         """Every enabled extension has a mailbox of its number."""
         extension = self._directory.get(mailbox)
@@ -124,7 +133,7 @@ class VoicemailCalls:
         except MediaError as exc:
             log.warning("mailbox %s: greeting %s cannot be played (%s): the standard one instead",
                         mailbox, greeting, exc)
-        pcm = prompt_audio(self._engine.prompts, ["vm/leave-message"], self.language, self._sound_dirs)
+        pcm = prompt_audio(self._engine.prompts, ["vm/leave-message"], self.language_for(call), self._sound_dirs)
         if pcm is None:
             self._record(run)
             return
@@ -181,7 +190,7 @@ class VoicemailCalls:
             return
         run.stage = Stage.CLOSING
         names = ["vm/saved", "vm/goodbye"] if saved else ["vm/goodbye"]
-        pcm = prompt_audio(self._engine.prompts, names, self.language, self._sound_dirs)
+        pcm = prompt_audio(self._engine.prompts, names, self.language_for(run.call), self._sound_dirs)
         try:
             if pcm is not None:
                 run.play_id = self._engine.play(run.endpoint, pcm)
@@ -203,7 +212,7 @@ class VoicemailCalls:
         """An answered call listens to `mailbox` ("" asks for the number). Only the mailbox's
         own extension gets in without the PIN."""
         trusted = call.from_trunk is None and bool(mailbox) and call.caller == mailbox
-        menu = MailboxMenu(mailbox, trusted=trusted, language=self.language, opens=self._opens)
+        menu = MailboxMenu(mailbox, trusted=trusted, language=self.language_for(call), opens=self._opens)
         run = _Listening(call, call.endpoint_a, menu)
         self._listening[call.id] = run
         self._by_endpoint[run.endpoint.id] = run
@@ -227,7 +236,8 @@ class VoicemailCalls:
     def _act(self, run: _Listening, action: Action) -> None:
         if isinstance(action, Say):
             run.generation += 1
-            self._play(run, prompt_audio(self._engine.prompts, action.prompts, self.language, self._sound_dirs))
+            self._play(run, prompt_audio(self._engine.prompts, action.prompts, self.language_for(run.call),
+                                           self._sound_dirs))
         elif isinstance(action, PlayMessage):
             run.generation += 1
             self._spawn(run, self._play_message(run, action, run.generation))
@@ -265,7 +275,7 @@ class VoicemailCalls:
             self._do(run, run.menu.messages_loaded(messages))
 
     async def _play_message(self, run: _Listening, action: PlayMessage, generation: int) -> None:
-        intro = prompt_audio(self._engine.prompts, action.intro, self.language, self._sound_dirs) \
+        intro = prompt_audio(self._engine.prompts, action.intro, self.language_for(run.call), self._sound_dirs) \
             if action.intro else None
         try:
             audio = await asyncio.to_thread(load_message, self.store.audio_path(action.message))

@@ -1,5 +1,6 @@
 """Wallboard figures: per queue (waiting, longest wait, answered, abandoned, service level,
-average wait, queued callbacks pending) and per agent (state, time in state, current caller, calls, average handle time).
+average wait, agents ready for a call, queued callbacks pending) and per agent (state, time in
+state, on a direct call, current caller, calls, average handle time).
 
 Counters are fed from the queue log as it is written (so they agree with it); live figures
 are read from the ACD at the moment of the snapshot. Counting starts with the process (a
@@ -56,7 +57,9 @@ class Wallboard:
                 "answered": c.answered, "abandoned": c.abandoned,
                 "service_level_pct": round(100 * c.within_service_level / offered, 1) if offered else None,
                 "average_wait": round(c.total_wait / c.answered, 1) if c.answered else None,
-                "agents_ready": sum(1 for a in self.acd.members[queue_id] if a.state is AgentState.READY),
+                # Ready and free: an agent on a direct call is offered nothing until it ends.
+                "agents_ready": sum(1 for a in self.acd.members[queue_id]
+                                    if a.state is AgentState.READY and a.id not in self.acd.busy),
                 # Booked callbacks not yet made (those being dialled count as connected calls).
                 "callbacks": len(entries) - len(waiting),
             })
@@ -70,6 +73,8 @@ class Wallboard:
             agents.append({
                 "id": agent.id, "name": agent.name, "state": agent.state.value,
                 "reason": agent.reason.value if agent.reason else None,
+                # On a call the queues did not give them (acd.direct_calls); the state stays as it is.
+                "busy": agent.id in self.acd.busy,
                 "in_state": round(now - agent.state_since) if agent.state_since else 0,
                 "caller": caller, "call_id": agent.call_id, "calls": agent.calls_taken,
                 "average_handle_time": round(agent.talk_seconds / agent.calls_taken) if agent.calls_taken else None,

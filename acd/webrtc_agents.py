@@ -13,6 +13,9 @@ connected to is the call's far side:
 - a SIP call (a desk phone, a trunk, a queue): the B2BUA (`acd.calls.Call`) rings the agent
   through `ring` and connects its SIP leg's endpoint to the port when the agent answers.
 
+Transfers and three-way calls (acd.browser_transfer) hand an answered call's far party on: to a
+number (blind), to the far party of the agent's other call (attended), or into an ad-hoc room.
+
 Calls outlive a dropped WebSocket for `RECONNECT_GRACE` seconds: the browser that registers
 again under the same extension gets its calls back and offers new media for them (an ICE restart,
 so a Wi-Fi change does not drop the call).
@@ -32,6 +35,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from acd.browser_transfer import AdHocRoom, AgentCallError, BrowserTransfers
 from acd.dialplan import Destination, Dialplan, Kind
 from mediacore.engine import AnyEndpoint, MediaEngine
 from mediacore.errors import MediaError
@@ -67,12 +71,7 @@ MAX_DTMF_DIGITS = 32
 WORKER_LINK_CODEC = ("L16", 96, 8000)
 
 
-class AgentCallError(Exception):
-    """A request the call cannot carry out, with a short machine-readable code for the browser."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+__all__ = ["AgentCallError", "BrowserCall", "CallState", "SipSide", "WebRtcAgents", "dtmf_tones"]
 
 
 class AgentClient(Protocol):
@@ -99,6 +98,28 @@ class SipSide(Protocol):
 
     def hold(self, held: bool) -> None:
         """The agent held (True) or resumed the call: the SIP party hears music on hold meanwhile."""
+
+    @property
+    def number(self) -> str:
+        """The SIP party's number (the caller's)."""
+
+    @property
+    def movable(self) -> bool:
+        """Whether the SIP party can be transferred or moved into a room (a B2BUA call)."""
+
+    def blind_transfer(self, call: BrowserCall, target: str) -> None:
+        """Route the SIP party to `target` as a blind transfer by the agent of `call`."""
+
+    def move_to(self, call: BrowserCall) -> SipSide:
+        """Attended transfer: the SIP party goes on with another browser call; its SIP side."""
+
+    def join(self, other: SipSide) -> None:
+        """Attended transfer: the SIP party goes on with the SIP party of `other`."""
+
+    def enter_room(self, member_id: str, room_id: int | None = None) -> AnyEndpoint:
+        """Three-way call: the SIP party leaves the agent for a room (`room_id`, the engine's
+        room the agent's ad-hoc call mixes in); its endpoint to join. When its call ends,
+        `WebRtcAgents.end_call(member_id, ...)` says so."""
 
 
 @dataclass(eq=False)
@@ -131,12 +152,17 @@ class BrowserCall:
     on_answer: Callable[[AnyEndpoint], SipSide] | None = None
     on_end: Callable[[str], None] | None = None
     timer: asyncio.TimerHandle | None = None
+    transferring: bool = False
+    "A blind transfer of the far party is under way (the agent waits for its outcome)."
+    room: AdHocRoom | None = None
+    "The call is a member of a three-way call's room."
 
     def summary(self) -> dict[str, Any]:
         """The call as the browser shows it (on register and after every change)."""
         return {"call_id": self.id, "direction": self.direction, "peer": self.peer, "peer_name": self.peer_name,
                 "state": self.state.value, "held": self.held, "muted": self.muted,
-                "answered_at": self.answered_at, "reason": self.reason}
+                "answered_at": self.answered_at, "reason": self.reason,
+                "room": self.room.name if self.room is not None else ""}
 
 
 @dataclass
@@ -148,7 +174,7 @@ class _Agent:
     grace: asyncio.TimerHandle | None = None
 
 
-class WebRtcAgents:
+class WebRtcAgents(BrowserTransfers):
     """The browser agents of this node and their calls."""
 
     def __init__(self, engine: MediaEngine, settings: WebRtcSettings | None = None, *,
@@ -163,6 +189,7 @@ class WebRtcAgents:
         self.dial_sip: Callable[[BrowserCall], None] | None = None
         self._agents: dict[str, _Agent] = {}
         self._calls: dict[str, BrowserCall] = {}
+        self._room_members: dict[str, AdHocRoom] = {}
 
     # -- registration ----------------------------------------------------------------------
 
@@ -203,6 +230,9 @@ class WebRtcAgents:
     @property
     def registered(self) -> list[str]:
         return sorted(ext for ext, agent in self._agents.items() if agent.client is not None)
+
+    def call_by_id(self, call_id: str) -> BrowserCall | None:
+        return self._calls.get(call_id)
 
     def calls_of(self, extension: str) -> list[BrowserCall]:
         agent = self._agents.get(extension)
@@ -286,6 +316,10 @@ class WebRtcAgents:
 
     def end_call(self, call_id: str, reason: str) -> None:
         """The far side ended the call (the SIP caller hung up or cancelled)."""
+        room = self._room_members.pop(call_id, None)
+        if room is not None:   # a SIP party of a three-way call
+            room.left(call_id)
+            return
         call = self._calls.get(call_id)
         if call is not None:
             call.on_end, call.sip = None, None  # the far side knows
@@ -298,10 +332,21 @@ class WebRtcAgents:
             call.sip = sip
             self._answered(call)
 
+    def inform(self, call_id: str, message: dict[str, Any]) -> bool:
+        """Send the agent of a live call a follow-up about it (e.g. `caller_info` from
+        acd.caller_info); False when the call has ended meanwhile."""
+        call = self._calls.get(call_id)
+        if call is None:
+            return False
+        self._send(call, message)
+        return True
+
     # -- in-call controls ---------------------------------------------------------------------
 
     def hold(self, extension: str, call_id: str, held: bool) -> None:
         call = self._answered_call(extension, call_id)
+        if call.transferring or call.room is not None:
+            raise AgentCallError("bad_state", "a call being transferred or in a three-way call is not held")
         call.held = held
         call.bridge.set_held(held)
         if call.sip is not None:
@@ -318,6 +363,8 @@ class WebRtcAgents:
         """Key presses: RFC 4733 events toward a SIP party; in-band tones (ITU-T Q.23) toward
         a browser party or, in the echo test, back to the agent."""
         call = self._answered_call(extension, call_id)
+        if call.transferring or call.room is not None:
+            raise AgentCallError("bad_state", "no keys while the call is transferred or a three-way call")
         digits = digits.upper()
         if not digits or len(digits) > MAX_DTMF_DIGITS or any(d not in _DTMF_FREQUENCIES for d in digits):
             raise AgentCallError("bad_digits", "DTMF digits are 0-9 * # A-D")
@@ -448,6 +495,9 @@ class WebRtcAgents:
         if agent is not None:
             agent.calls.pop(call.id, None)
         self._send(call, {"type": "state", **call.summary()})
+        room, call.room = call.room, None
+        if room is not None:
+            room.left(call.id)   # before its port goes
         try:
             self.engine.destroy(call.port)
         except MediaError:

@@ -15,15 +15,17 @@ class Baresip:
     """One baresip user agent with its own config directory.
 
     `source` is a WAV it sends as its microphone; what it receives is dumped decoded to
-    `dump-*-dec.wav` in its directory (module sndfile)."""
+    `dump-*-dec.wav` in its directory (module sndfile). `sip_port` fixes the port it sends
+    and listens on (0: any free one), for a phone that plays a provider's trunk, which the
+    server knows by its source address and port (`ip_auth`)."""
 
     def __init__(self, directory: Path, account: str, *, source: Path | None = None,
-                 ctrl_port: int | None = None) -> None:
+                 ctrl_port: int | None = None, sip_port: int = 0) -> None:
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         lines = [
             "poll_method\tepoll",
-            "sip_listen\t127.0.0.1:0",
+            f"sip_listen\t127.0.0.1:{sip_port}",
             "module_path\t/usr/lib/baresip/modules",
             "module\tg711.so",
             "module_app\taccount.so",

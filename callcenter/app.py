@@ -18,14 +18,17 @@ from pathlib import Path
 import aiosqlite
 import uvicorn
 
+from acd.browser_caller import BrowserDialer
 from acd.browser_ringing import SipRinging
 from acd.call_recording import CallRecorder
 from acd.callbacks import CallbackStore
+from acd.caller_info import CallerInfoAnnouncer
 from acd.calls import CallManager, CallPolicy
 from acd.cdr import CdrWriter
 from acd.conference_rooms import ConferenceRooms
+from acd.direct_calls import DirectCalls
 from acd.directory import Extension, ExtensionDirectory
-from acd.events import CallEnded, CdrWritten
+from acd.events import CallAnswered, CallEnded, CdrWritten
 from acd.features import FeatureStore
 from acd.ivr_calls import IvrRunner
 from acd.prompt_catalogue import SOUNDS
@@ -113,6 +116,7 @@ class Application:
         self.crm: Crm | None = None
         self.engine: MediaEngine | None = None
         self.calls: CallManager | None = None
+        self.caller_info: CallerInfoAnnouncer | None = None
         self.browser_agents: WebRtcAgents | None = None
         self.webrtc_workers: WebRtcWorkerPool | None = None
         self.loop_lag = LoopLagMonitor()
@@ -200,6 +204,8 @@ class Application:
             except Exception:
                 log.exception("shutdown: %s failed", name)
 
+        if self.caller_info is not None:
+            await step("caller look-ups", self.caller_info.close)
         if self.browser_agents is not None:
             await step("browser agents", self.browser_agents.close)
         if self.webrtc_workers is not None:
@@ -295,10 +301,15 @@ class Application:
             trunks=self.trunks, routes=cfg.outbound_routes, queues=router,
             dialplan=with_demo_numbers(cfg.dialplan) if cfg.demo else cfg.dialplan,
             features=features)
+        self.calls.codecs = cfg.media.sdp_codecs()
         if router is not None:
             # Issue #8: waiting callers' music and announcements; queued callbacks kept in the database.
             router.attach(self.calls, store=CallbackStore(self.db), sound_dirs=(cfg.data_dir / "sounds", SOUNDS))
             await router.restore()
+            # Issue #8: an agent on a direct call (desk phone or softphone) is offered no queue call until it ends.
+            direct = DirectCalls(self.calls, router)
+            for kind in (CallAnswered, CdrWritten, CallEnded):
+                self.bus.subscribe(kind, direct.on_event)
         self.ivr = await wire_ivr(db=self.db, engine=self.engine, calls=self.calls, bus=self.bus,
                                   lookups=CrmBridge(self.crm) if self.crm is not None else None,
                                   data_dir=cfg.data_dir, demo=cfg.demo)
@@ -319,11 +330,12 @@ class Application:
         self.bus.subscribe(CallEnded, lambda event: self.voicemail.ended(event.call_id))
         self.calls.supervision = supervision = Supervision(self.engine, self.calls,
                                                            CrmBridge(self.crm) if self.crm is not None else None)
-        self.engine.set_event_handler(media_dispatcher(self.ivr.on_media_event, self.conferences.on_media_event,
-                                                       self.voicemail.on_media_event,
-                                                       router.on_media_event if router is not None else _none,
-                                                       supervision.on_media_event,   # keys 5-8 on the line
-                                                       self.calls.on_media_event))
+        media_events = media_dispatcher(self.ivr.on_media_event, self.conferences.on_media_event,
+                                         self.voicemail.on_media_event,
+                                         router.on_media_event if router is not None else _none,
+                                         supervision.on_media_event,   # keys 5-8 on the line
+                                         self.calls.on_media_event)
+        self.engine.set_event_handler(media_events)
         self.bus.subscribe(CallEnded, lambda event: self.calls.supervision.ended(event.call_id))
         if self.crm is not None:
             # Trunk calls onto the members' interaction timeline: what agents see on the card.
@@ -336,7 +348,13 @@ class Application:
         self.webrtc_workers = WebRtcWorkerPool(workers, nice=cfg.webrtc.worker_nice) if workers else None
         self.browser_agents = WebRtcAgents(self.engine, cfg.webrtc.settings(), dialplan=self.calls.dialplan,
                                            workers=self.webrtc_workers)
-        self.calls.browser_agents = SipRinging(self.browser_agents)
+        # The member's name beside the caller's number while the browser rings (issue #7).
+        self.caller_info = CallerInfoAnnouncer(CrmBridge(self.crm)) if self.crm is not None else None
+        self.calls.browser_agents = SipRinging(self.browser_agents, caller_info=self.caller_info)
+        # A browser agent's calls beyond the echo test and other browsers: B2BUA calls, routed as
+        # a desk phone's (the page's keys reach an IVR as the engine's digit events would).
+        self.browser_agents.dial_sip = BrowserDialer(self.calls, self.browser_agents, deliver=media_events,
+                                                     agent_name=self._caller_name)
         self.bus.subscribe(CallEnded, self.calls.browser_agents.on_event)
         await self.trunks.start()
 

@@ -47,6 +47,9 @@ Section and key names in the TOML file are the field names below, e.g.
     callback_key = "1"           # press 1 to hang up and be called back, keeping one's place
     skills = { "1001" = { vip = 5, en = 3 } }
 
+    [media]                      # codecs SIP call legs offer and accept, preferred first (acd.leg_codecs)
+    codecs = ["PCMU", "PCMA", "opus", "L16"]
+
     [webrtc]                     # browser agents' media (mediacore.webrtc_workers)
     workers = 2                  # processes running aiortc (default: one per CPU); 0: in the server's loop
     worker_nice = 5              # their niceness: under CPU overload the server's loop goes first
@@ -63,12 +66,14 @@ from typing import Any
 
 from acd.conference_rooms import RoomConfig, RoomConfigError
 from acd.dialplan import DEFAULT_TIMEZONE, Dialplan, DialplanError
+from acd.leg_codecs import DEFAULT_CODECS, CodecConfigError, sdp_codecs
 from acd.queue_calls import QueueConfigError, QueueDefinition
 from acd.recording_rules import RecordingPolicy, RecordingRuleError
 from acd.routing import OutboundRoute, RouteConfigError
 from acd.voicemail import VoicemailConfig, VoicemailError
 from mediacore.errors import MediaError
 from mediacore.webrtc import IceServer, WebRtcSettings
+from sipstack.offer_answer import Codec
 from sipstack.trunk import TrunkConfigError, TrunkSettings
 
 
@@ -139,6 +144,22 @@ class CallsConfig:
 
 
 @dataclass
+class MediaConfig:
+    #: Codecs of SIP call legs, most preferred first: "PCMU", "PCMA", "opus", "L16" (at 16, 8
+    #: and 48 kHz) or one L16 rate ("L16/8000", "L16/16000", "L16/48000"). A caller is answered
+    #: in the first codec of its offer found here (488 if none is); a callee is offered the
+    #: caller's codec first, then these, and the engine transcodes if it answers another.
+    codecs: list[str] = field(default_factory=lambda: list(DEFAULT_CODECS))
+
+    def sdp_codecs(self) -> tuple[Codec, ...]:
+        """The SDP codecs named; ConfigError for an unknown name or an empty list."""
+        try:
+            return sdp_codecs(self.codecs)
+        except CodecConfigError as exc:
+            raise ConfigError(f"[media] {exc}") from None
+
+
+@dataclass
 class WebRtcConfig:
     #: Worker processes that run browser agents' WebRTC media (aiortc's ICE, DTLS-SRTP and
     #: Opus, about a tenth of a core of Python per call), started with the first agent. None
@@ -202,6 +223,8 @@ class Config:
     voicemail: VoicemailConfig = field(default_factory=VoicemailConfig)
     #: `[webrtc]`: where browser agents' media runs (workers).
     webrtc: WebRtcConfig = field(default_factory=WebRtcConfig)
+    #: `[media]`: the codecs SIP call legs offer and accept.
+    media: MediaConfig = field(default_factory=MediaConfig)
 
     @property
     def advertised_address(self) -> str:
@@ -234,6 +257,10 @@ def load_config(path: Path | None) -> Config:
         raise ConfigError(f"{path}: [webrtc] worker_nice must be 0..19, got {config.webrtc.worker_nice}")
     try:
         config.webrtc.settings()
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    try:
+        config.media.sdp_codecs()
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     try:

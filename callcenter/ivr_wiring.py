@@ -63,6 +63,7 @@ async def wire_ivr(*, db: aiosqlite.Connection, engine: MediaEngine, calls: Call
         call = calls.calls.get(call_id)
         if call is None:
             return
+        call.language = runner.language_of(call_id) or call.language   # the queue or mailbox speaks it too
         if transfer.kind is NodeType.QUEUE:
             if calls.queues is not None:
                 calls.queues.require_skills(call_id, transfer.skills)  # the queue node's skills
@@ -89,7 +90,8 @@ async def wire_ivr(*, db: aiosqlite.Connection, engine: MediaEngine, calls: Call
                        recordings=data_dir / "recordings", sound_dirs=(data_dir / "sounds", SOUNDS))
 
     def start(call: Call, flow: str) -> None:
-        task = asyncio.get_running_loop().create_task(runner.start(call.id, call.endpoint_a, call.caller, flow))
+        task = asyncio.get_running_loop().create_task(runner.start(call.id, call.endpoint_a, call.caller, flow,
+                                                                       language=call.language or None))
         task.add_done_callback(_log_failure)
 
     calls.ivr = start

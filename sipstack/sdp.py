@@ -1,36 +1,30 @@
-"""SDP (RFC 8866, formerly RFC 4566) and the offer/answer model (RFC 3264).
+"""SDP (RFC 8866, formerly RFC 4566): the session description as data.
 
 ``parse`` turns a session description into dataclasses and ``str()`` turns it
 back, CRLF-terminated, keeping every attribute verbatim and in order (ICE,
-DTLS, ssrc lines of a WebRTC offer survive a round trip untouched).
-``build_offer``, ``negotiate_answer`` and ``parse_answer`` implement the
-RFC 3264 rules for the single audio stream a contact-center leg carries; the
-result, ``NegotiatedMedia``, is what ``acd`` hands to ``mediacore``.
+DTLS, ssrc lines of a WebRTC offer survive a round trip untouched). The
+offer/answer rules (RFC 3264) that choose a codec from these live in
+``sipstack.offer_answer``.
 """
 
 from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
     "STATIC_PAYLOAD_TYPES",
-    "Codec",
+    "Attribute",
     "Connection",
     "Direction",
     "MediaDescription",
-    "NegotiatedMedia",
     "Origin",
     "RtpMap",
     "SdpError",
     "SessionDescription",
     "Timing",
-    "build_offer",
-    "negotiate_answer",
     "parse",
-    "parse_answer",
 ]
 
 # A SIP INVITE over UDP keeps its SDP under ~1300 bytes; a browser offer with
@@ -39,11 +33,6 @@ __all__ = [
 MAX_SDP_BYTES = 65536
 # Bundled WebRTC offers seldom carry more than a dozen m-lines.
 MAX_MEDIA = 64
-DEFAULT_PTIME = 20  # RFC 3551 §4.5: 20 ms is the default packetisation for audio
-TELEPHONE_EVENT = "telephone-event"
-TELEPHONE_EVENT_FMTP = "0-16"  # RFC 4733 §3.2: DTMF 0-9, *, #, A-D and flash
-_DYNAMIC_PTS = range(96, 128)  # RFC 3551 §3: dynamic payload types
-_RTP_PROTOS = frozenset({"RTP/AVP", "RTP/AVPF"})  # what our media engine terminates
 _TOKEN_RE = re.compile(r"[!#$%&'*+.^_`{|}~0-9A-Za-z-]+")
 _RTPMAP_RE = re.compile(r"(\d{1,3}) +([^/\s]+)/(\d+)(?:/(\d+))?\s*")
 
@@ -468,283 +457,3 @@ def parse(text: str | bytes) -> SessionDescription:
     for media in session.media:
         media.session_direction = session.direction
     return session
-
-
-# ---------------------------------------------------------------------------
-# Offer/answer (RFC 3264)
-
-
-@dataclass
-class Codec:
-    """A codec as we configure it; ``payload_type`` is set once negotiated."""
-
-    name: str
-    clock_rate: int
-    channels: int = 1
-    payload_type: int | None = None
-    fmtp: str | None = None
-
-    def matches(self, entry: RtpMap) -> bool:
-        # RFC 8866 §6.6: encoding names are case-insensitive.
-        return (self.name.lower() == entry.encoding.lower() and self.clock_rate == entry.clock_rate
-                and self.channels == entry.channels)
-
-    @property
-    def is_telephone_event(self) -> bool:
-        return self.name.lower() == TELEPHONE_EVENT
-
-
-@dataclass
-class NegotiatedMedia:
-    """The outcome of offer/answer for the audio stream, as ``mediacore`` needs it."""
-
-    remote_address: str
-    """Where to send RTP (the c= address; 0.0.0.0 for an RFC 2543 hold)."""
-    remote_port: int
-    """The remote RTP port (RTCP on ``remote_rtcp_port`` or port + 1)."""
-    codec: Codec
-    """The codec to use, named as we configured it, with the payload type to send."""
-    telephone_event_pt: int | None
-    """RFC 4733 payload type for DTMF, None if the peer does not do telephone-event."""
-    direction: Direction
-    """What *we* do: sendrecv, sendonly (we play, they hold), recvonly, inactive."""
-    ptime: int
-    """Packetisation interval in ms the remote asked for (a=ptime, default 20)."""
-    remote_hold: bool = False
-    """The remote does not want our media: a=sendonly/inactive or c=0.0.0.0 from it."""
-    remote_rtcp_port: int | None = None
-    """a=rtcp from the remote (RFC 3605), None for the default port + 1."""
-
-
-def _addrtype(address: str) -> str:
-    return "IP6" if ":" in address else "IP4"
-
-
-def _check_port(port: int) -> None:
-    if not 0 < port <= 65535:
-        raise ValueError(f"RTP port {port} outside 1-65535")
-
-
-def _static_pt(codec: Codec) -> int | None:
-    for pt, entry in STATIC_PAYLOAD_TYPES.items():
-        if codec.matches(entry):
-            return pt
-    return None
-
-
-def _session(address: str, session_id: int, session_version: int,
-             media: list[MediaDescription]) -> SessionDescription:
-    return SessionDescription(
-        origin=Origin("-", session_id, session_version, "IN", _addrtype(address), address),
-        session_name="-",
-        connection=Connection("IN", _addrtype(address), address),
-        media=media,
-    )
-
-
-def build_offer(
-    address: str,
-    port: int,
-    codecs: Sequence[Codec],
-    *,
-    telephone_event: bool = True,
-    direction: Direction = Direction.SENDRECV,
-    session_id: int,
-    session_version: int,
-    ptime: int = DEFAULT_PTIME,
-) -> SessionDescription:
-    """An offer for one audio stream with ``codecs`` in our order of preference.
-
-    Static codecs keep their RFC 3551 payload type, others get dynamic ones
-    (96-127). With ``telephone_event``, one telephone-event is offered per
-    clock rate in use (RFC 4733 §2.1: events use the audio stream's clock).
-    """
-    _check_port(port)
-    if not codecs:
-        raise ValueError("build_offer needs at least one codec")
-    chosen: list[Codec] = []
-    used: set[int] = set()
-    for codec in codecs:
-        pt = codec.payload_type if codec.payload_type is not None else _static_pt(codec)
-        if pt is not None and (pt in used or not 0 <= pt <= 127):
-            raise ValueError(f"payload type {pt} for {codec.name} is repeated or out of range")
-        if pt is not None:
-            used.add(pt)
-        chosen.append(Codec(codec.name, codec.clock_rate, codec.channels, pt, codec.fmtp))
-    if telephone_event:
-        have = {c.clock_rate for c in chosen if c.is_telephone_event}
-        for rate in dict.fromkeys(c.clock_rate for c in chosen if not c.is_telephone_event):
-            if rate not in have:
-                # 101 is the customary DTMF payload type: use it when free.
-                pt = 101 if rate == 8000 and 101 not in used else None
-                if pt is not None:
-                    used.add(pt)
-                chosen.append(Codec(TELEPHONE_EVENT, rate, 1, pt, TELEPHONE_EVENT_FMTP))
-                have.add(rate)
-    free = (pt for pt in _DYNAMIC_PTS if pt not in used)
-    attributes: list[Attribute] = []
-    for codec in chosen:
-        if codec.payload_type is None:
-            codec.payload_type = next(free, None)
-            if codec.payload_type is None:
-                raise ValueError("more codecs than dynamic payload types 96-127")
-            used.add(codec.payload_type)
-    for codec in chosen:
-        entry = RtpMap(codec.payload_type or 0, codec.name, codec.clock_rate, codec.channels)
-        attributes.append(("rtpmap", f"{codec.payload_type} {entry}"))
-        if codec.fmtp:
-            attributes.append(("fmtp", f"{codec.payload_type} {codec.fmtp}"))
-    attributes.append(("ptime", str(ptime)))
-    attributes.append((direction.value, None))
-    media = MediaDescription("audio", port, "RTP/AVP", [str(c.payload_type) for c in chosen],
-                             attributes=attributes)
-    return _session(address, session_id, session_version, [media])
-
-
-def _is_held(connection: Connection | None) -> bool:
-    # RFC 3264 §8.4: RFC 2543 endpoints hold a call by setting c= to 0.0.0.0.
-    return connection is not None and connection.address.split("/")[0] == "0.0.0.0"
-
-
-def _effective_direction(sdp: SessionDescription, media: MediaDescription) -> tuple[Direction, bool]:
-    """The peer's direction for ``media`` and whether it amounts to a hold."""
-    declared = sdp.media_direction(media)
-    if _is_held(sdp.media_connection(media)):
-        declared = Direction.from_flags(send=declared.sends, receive=False)
-    return declared, not declared.receives
-
-
-def _pick_telephone_event(media: MediaDescription, clock_rate: int) -> int | None:
-    events = [(pt, entry) for pt, entry in media.rtpmap.items()
-              if entry.encoding.lower() == TELEPHONE_EVENT and str(pt) in media.formats]
-    for wanted in (clock_rate, 8000):
-        for pt, entry in events:
-            if entry.clock_rate == wanted:
-                return pt
-    return events[0][0] if events else None
-
-
-def _remote_address(sdp: SessionDescription, media: MediaDescription) -> str:
-    connection = sdp.media_connection(media)
-    if connection is None:
-        raise SdpError(f"no c= line for m={media.media} (RFC 8866 §5.7)")
-    return connection.address.split("/")[0]
-
-
-def _rejected(media: MediaDescription) -> MediaDescription:
-    # RFC 3264 §6: a rejected stream keeps its m-line, with port 0 and the offered formats.
-    return MediaDescription(media.media, 0, media.proto, list(media.formats))
-
-
-def negotiate_answer(
-    offer: SessionDescription,
-    supported: Sequence[Codec],
-    *,
-    address: str,
-    port: int,
-    session_id: int,
-    session_version: int,
-    direction: Direction | None = None,
-    telephone_event: bool = True,
-) -> tuple[SessionDescription, NegotiatedMedia | None]:
-    """Answer ``offer`` (RFC 3264 §6) accepting its first usable audio stream.
-
-    The codec is the first of ``supported`` (our preference) that the offer
-    has, in the offer's payload type; the answer lists just that codec plus
-    telephone-event, so both ends know which one is in use. Every other m-line
-    is rejected with port 0. ``direction`` is what we want (default: whatever
-    the offer allows); the answered direction follows RFC 3264 §6.1. Without a
-    common codec every stream is rejected and the NegotiatedMedia is None.
-    """
-    _check_port(port)
-    wanted = direction or Direction.SENDRECV
-    ours = [c for c in supported if not c.is_telephone_event]
-    answer_media: list[MediaDescription] = []
-    negotiated: NegotiatedMedia | None = None
-    for media in offer.media:
-        if (negotiated is None and media.media.lower() == "audio" and media.port != 0
-                and media.proto.upper() in _RTP_PROTOS):
-            offered = media.rtpmap
-            match = next(((codec, pt) for codec in ours for pt in (int(f) for f in media.formats)
-                          if pt in offered and codec.matches(offered[pt])), None)
-            if match is not None:
-                codec, pt = match
-                remote, remote_hold = _effective_direction(offer, media)
-                answered = Direction.from_flags(send=remote.receives and wanted.sends,
-                                                receive=remote.sends and wanted.receives)
-                fmtp = codec.fmtp if codec.fmtp is not None else media.fmtp.get(pt)
-                event_pt = _pick_telephone_event(media, codec.clock_rate) if telephone_event else None
-                attributes: list[Attribute] = [("rtpmap", f"{pt} {offered[pt]}")]
-                if fmtp:
-                    attributes.append(("fmtp", f"{pt} {fmtp}"))
-                formats = [str(pt)]
-                if event_pt is not None:
-                    formats.append(str(event_pt))
-                    attributes.append(("rtpmap", f"{event_pt} {media.rtpmap[event_pt]}"))
-                    attributes.append(("fmtp", f"{event_pt} {media.fmtp.get(event_pt, TELEPHONE_EVENT_FMTP)}"))
-                ptime = media.ptime or DEFAULT_PTIME
-                attributes.append(("ptime", str(ptime)))
-                attributes.append((answered.value, None))
-                answer_media.append(MediaDescription(media.media, port, media.proto, formats,
-                                                     attributes=attributes))
-                negotiated = NegotiatedMedia(
-                    remote_address=_remote_address(offer, media),
-                    remote_port=media.port,
-                    codec=Codec(codec.name, codec.clock_rate, codec.channels, pt, media.fmtp.get(pt)),
-                    telephone_event_pt=event_pt,
-                    direction=answered,
-                    ptime=ptime,
-                    remote_hold=remote_hold,
-                    remote_rtcp_port=media.rtcp_port,
-                )
-                continue
-        answer_media.append(_rejected(media))
-    return _session(address, session_id, session_version, answer_media), negotiated
-
-
-def parse_answer(offer: SessionDescription, answer: SessionDescription) -> NegotiatedMedia | None:
-    """What the peer's answer to our ``offer`` means for our audio stream.
-
-    None when our audio stream was rejected (port 0). Raises SdpError for an
-    answer that breaks RFC 3264 §6: a different number of m-lines, or an
-    accepted stream with no codec from the offer.
-    """
-    if len(answer.media) != len(offer.media):
-        raise SdpError(f"answer has {len(answer.media)} m-lines, the offer {len(offer.media)} "
-                       "(RFC 3264 §6)")
-    for ours, theirs in zip(offer.media, answer.media, strict=True):
-        if (ours.media.lower() != "audio" or ours.port == 0
-                or ours.proto.upper() not in _RTP_PROTOS):
-            continue
-        if theirs.port == 0:
-            continue
-        offered = ours.rtpmap
-        codecs = [Codec(e.encoding, e.clock_rate, e.channels) for e in offered.values()
-                  if e.encoding.lower() != TELEPHONE_EVENT]
-        answered = theirs.rtpmap
-        chosen: Codec | None = None
-        # RFC 3264 §6.1: the answer lists codecs in the answerer's preference;
-        # its payload types are what the answerer receives, so we send with them.
-        for fmt in theirs.formats:
-            entry = answered.get(int(fmt)) if fmt.isdigit() else None
-            if entry is None or entry.encoding.lower() == TELEPHONE_EVENT:
-                continue
-            mine = next((c for c in codecs if c.matches(entry)), None)
-            if mine is not None:
-                chosen = Codec(mine.name, mine.clock_rate, mine.channels, entry.payload_type,
-                               theirs.fmtp.get(entry.payload_type))
-                break
-        if chosen is None:
-            raise SdpError(f"answer accepts m={theirs.media} with no codec from the offer")
-        remote, remote_hold = _effective_direction(answer, theirs)
-        return NegotiatedMedia(
-            remote_address=_remote_address(answer, theirs),
-            remote_port=theirs.port,
-            codec=chosen,
-            telephone_event_pt=_pick_telephone_event(theirs, chosen.clock_rate),
-            direction=remote.reversed(),
-            ptime=theirs.ptime or DEFAULT_PTIME,
-            remote_hold=remote_hold,
-            remote_rtcp_port=theirs.rtcp_port,
-        )
-    return None

@@ -40,7 +40,8 @@ CLOSE_REPLACED = 4002        # another browser registered the same extension
 CLOSE_SLOW = 4003            # the browser did not read its messages
 
 #: Client messages that act on one call (they carry "call_id").
-_CALL_COMMANDS = {"answer", "reject", "hangup", "hold", "unhold", "mute", "dtmf", "offer", "candidate"}
+_CALL_COMMANDS = {"answer", "reject", "hangup", "hold", "unhold", "mute", "dtmf", "offer", "candidate", "transfer",
+                  "conference"}
 
 
 class SoftphonePages:
@@ -59,11 +60,16 @@ class SoftphonePages:
         keys = ["registering", "registered", "offline", "reconnecting", "replaced", "mic_denied", "mic_missing",
                 "connection_failed", "incoming", "ringing", "talking", "held", "ended", "dialling", "unsupported",
                 "muted", "error", "no_extension", "media_connected", "media_failed", "hold", "unhold", "mute",
-                "unmute", "microphone", "speaker", "extension"]
+                "unmute", "microphone", "speaker", "extension", "in_conference", "consulting", "transfer_trying",
+                "transfer_ringing", "transfer_failed", "switch_to", "vip", "blacklisted"]
         labels = {key: t(f"sp.{key}") for key in keys}
         for reason in ("hangup", "rejected", "no_answer", "busy", "unreachable", "agent_gone", "remote_hangup",
-                       "remote_rejected", "remote_no_answer", "shutdown", "offline", "bad_number", "media_failed"):
+                       "remote_rejected", "remote_no_answer", "shutdown", "offline", "bad_number", "media_failed",
+                       "transferred", "conference", "conference_ended", "not_supported", "bad_state",
+                       "answered_elsewhere", "forbidden", "unavailable"):
             labels[f"reason.{reason}"] = t(f"sp.reason.{reason}")
+        for status in ("403", "404", "480", "486", "other"):
+            labels[f"transfer_status.{status}"] = t(f"sp.transfer_status.{status}")
         return self.pages.render(request, viewer, "softphone.html", enabled=self.agents is not None, labels=labels)
 
     # -- the agent WebSocket -------------------------------------------------------------------
@@ -259,6 +265,16 @@ class AgentConnection:
             agents.mute(extension, call_id, muted)
         elif kind == "dtmf":
             agents.dtmf(extension, call_id, _text(message, "digits"))
+        elif kind == "transfer":
+            # Attended with "to_call" (the agent's consultation call), else blind to "target".
+            if message.get("to_call") is not None:
+                agents.attended_transfer(extension, call_id, _text(message, "to_call"))
+            else:
+                agents.transfer(extension, call_id, _text(message, "target"))
+        elif kind == "conference":
+            room = agents.conference(extension, call_id, _text(message, "with_call"))
+            self.send({"type": "ok", "ref": ref, "call_id": call_id, "room": room.name})
+            return
         self.send({"type": "ok", "ref": ref, "call_id": call_id})
 
 

@@ -71,7 +71,7 @@ class SupervisorCalls(Protocol):
 
 
 #: What each refusal of acd.supervision answers over HTTP.
-SUPERVISION_STATUS = {"not_on_call": 409, "browser_agent": 409, "no_phone": 409, "busy": 409, "media": 503}
+SUPERVISION_STATUS = {"not_on_call": 409, "no_phone": 409, "busy": 409, "media": 503}
 
 
 class SupervisorApi:

@@ -43,7 +43,8 @@ class WallboardPages:
             return self.pages.forbidden(request, viewer)
         t = self.pages.translator(request, viewer)
         keys = [f"state.{s.value}" for s in AgentState] + [f"reason.{r.value}" for r in NotReadyReason]
-        labels = {key: t(key) for key in keys} | {"live": t("wb.live"), "reconnecting": t("wb.reconnecting")}
+        labels = {key: t(key) for key in keys} | {"live": t("wb.live"), "reconnecting": t("wb.reconnecting"),
+                                                   "wb.direct_call": t("wb.direct_call")}
         supervise = is_supervisor(viewer.actor)
         if supervise:
             # Messages keep their {extension}, {action}, {agent}, {message}: the script fills them.

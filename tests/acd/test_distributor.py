@@ -152,7 +152,7 @@ def test_logout_during_a_call_waits_for_the_call_and_wrap_up() -> None:
 
 ACTIONS = st.lists(st.tuples(st.sampled_from(
     ["enqueue", "vip", "answer", "ring_out", "caller_hangup", "agent_hangup", "transfer", "login", "logout",
-     "ready", "not_ready", "tick"]), st.integers(0, 9), st.floats(0.0, 40.0)), max_size=120)
+     "ready", "not_ready", "tick", "busy", "free"]), st.integers(0, 9), st.floats(0.0, 40.0)), max_size=120)
 
 
 def check_invariants(acd: Acd) -> None:
@@ -170,6 +170,15 @@ def check_invariants(acd: Acd) -> None:
     for agent in acd.agents.values():
         if agent.state in (AgentState.RESERVED, AgentState.ON_CALL):
             assert in_calls[agent.id] == 1, f"{agent.id} is {agent.state.value} with no call"
+    for call in acd.waiting.values():
+        assert not call.offered_to & acd.busy, f"{call.call_id} offered to an agent on a direct call"
+
+
+def check_no_idle_agent_while_callers_wait(acd: Acd) -> None:
+    """Work-conserving: a caller never waits unoffered while a member is ready and free."""
+    free = [a for a in acd.agents.values() if a.state is AgentState.READY and a.id not in acd.busy]
+    unoffered = [c for c in acd.waiting.values() if not c.offered_to]
+    assert not (free and unoffered), (free, unoffered)
 
 
 @settings(max_examples=300, deadline=None)
@@ -215,9 +224,22 @@ def test_random_event_orders_keep_every_agent_and_caller_accounted_for(actions: 
             acd.ready(agent_id, now)
         elif action == "not_ready":
             acd.not_ready(agent_id, NotReadyReason.BREAK, now)
+        elif action in ("busy", "free"):
+            # A direct call on the agent's phone starts or ends: no state of its own (an offer
+            # ringing them is withdrawn; freed, they may be offered a waiting call at once).
+            state = acd.agents[agent_id].state
+            acd.set_busy(agent_id, action == "busy", now)
+            if action == "busy":
+                assert acd.agents[agent_id].state is (AgentState.READY if state is AgentState.RESERVED else state)
+            check_no_idle_agent_while_callers_wait(acd)
         else:
             acd.tick(now)
         check_invariants(acd)
+    # Direct calls end: nobody stays busy, and no caller waits while an agent is free.
+    for agent_id in sorted(acd.busy):
+        acd.set_busy(agent_id, False, now)
+    check_invariants(acd)
+    check_no_idle_agent_while_callers_wait(acd)
     # Everyone hangs up; time passes: every caller who entered has exactly one outcome.
     for call_id in sorted(acd.waiting) + sorted(acd.connected):
         acd.caller_hangup(call_id, now)

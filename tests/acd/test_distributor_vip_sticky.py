@@ -228,20 +228,24 @@ async def test_a_slow_or_failing_crm_never_holds_a_caller_back() -> None:
     assert LOOKUP_TIMEOUT <= 0.2
 
 
-async def test_a_caller_who_hangs_up_during_the_look_up_never_joins() -> None:
+async def test_a_caller_who_hangs_up_during_the_look_up_never_joins_but_is_an_abandon() -> None:
     crm = SlowCrm()
     log: list[QueueLogEntry] = []
     table = {"number": "8100", "members": ["1001"], "joinempty": True}
     router = QueueRouter([QueueDefinition.from_table(table)], lambda ext: ext, on_log=log.append,
                          lookups=crm)  # type: ignore[arg-type]
     phone = Phone("c1", "13912345678")
-    router.enqueue(phone, "8100", time.time())  # type: ignore[arg-type]
+    arrived = time.time()
+    router.enqueue(phone, "8100", arrived)  # type: ignore[arg-type]
     await asyncio.sleep(0)
-    router.ended(phone, "caller", time.time())  # type: ignore[arg-type]
+    left = time.time()
+    router.ended(phone, "caller", left)  # type: ignore[arg-type]
     await joined(router)
     await asyncio.sleep(0.01)
     assert crm.asked == ["13912345678"] and not router.acd.waiting and not router.calls
-    assert [e for e in log if e.call_id == "c1"] == []
+    # Issue #8: no caller lost from a queue without an abandon or answer record.
+    assert [(e.at, e.event) for e in log if e.call_id == "c1"] == [(arrived, "ENTERQUEUE"), (left, "ABANDON")]
+    assert router.wallboard.counters["8100"].abandoned == 1
 
 
 async def write_history(conn, rows: list[tuple[str, str, float, list[tuple[str, str, tuple[str, ...]]]]]) -> None:

@@ -195,15 +195,6 @@ def feature(server: ServerProcess, workdir: Path, extension: str, code: str) -> 
     assert result.successful == 1, result.output
 
 
-@pytest.fixture
-def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
 
 def start_sipp(procs: list, workdir: Path, scenario: str, target: str, **options) -> subprocess.Popen[bytes]:  # type: ignore[no-untyped-def,type-arg]
     workdir.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@
   const calls = new Map();          // call_id -> {summary, pc, answeredAt}
   let current = null;               // the call shown in the call panel
   let ringing = null;               // the incoming call shown
+  let consultFrom = null;           // the held call a consultation call (current) may take over
   let audioCtx = null, micStream = null, micAnalyser = null, remoteAnalyser = null, ringer = null;
 
   // ---------------------------------------------------------------- messages
@@ -152,12 +153,41 @@
     if (!call) { panel.hidden = true; return; }
     const s = call.summary;
     panel.hidden = false;
-    $("sp-peer").textContent = s.peer;
-    $("sp-peer-name").textContent = s.peer_name || "";
-    $("sp-call-state").textContent = s.held ? L.held : s.state === "answered" ? L.talking : L.dialling;
+    $("sp-peer").textContent = s.room ? L.in_conference : s.peer;
+    $("sp-peer-name").textContent = s.room ? "" : callerName(call);
+    $("sp-call-state").textContent = s.held ? L.held : s.room ? L.in_conference
+      : s.state === "answered" ? L.talking : L.dialling;
     $("sp-hold").textContent = s.held ? L.unhold : L.hold;
     $("sp-mute").textContent = s.muted ? L.unmute : L.mute;
     $("sp-mute").setAttribute("aria-pressed", String(!!s.muted));
+    $("sp-hold").hidden = !!s.room;
+    // Transfer controls: blind or consult on a plain answered call; complete or conference
+    // while consulting (the consultation shown, the first call held).
+    const consulting = consultFrom && consultFrom !== call && calls.has(consultFrom.summary.call_id);
+    $("sp-transfer").hidden = !!s.room || consulting || s.state !== "answered";
+    $("sp-consultation").hidden = !consulting;
+    if (consulting) {
+      $("sp-consulting").textContent = L.consulting.replace("{peer}", consultFrom.summary.peer);
+      $("sp-complete").disabled = $("sp-conference").disabled = s.state !== "answered";
+    }
+    showOthers();
+  }
+
+  // The agent's other calls (one on hold while consulting, say): each can be brought back.
+  function showOthers() {
+    const others = [...calls.values()].filter((c) => c !== current && c !== ringing && c.summary.state !== "ended");
+    $("sp-others").hidden = others.length === 0;
+    $("sp-other-calls").replaceChildren(...others.map((call) => {
+      const item = document.createElement("li"), label = document.createElement("span");
+      const s = call.summary;
+      label.textContent = s.peer + (s.peer_name ? " " + s.peer_name : "") + " · " + (s.held ? L.held : L.talking);
+      const button = document.createElement("button");
+      button.type = "button";
+      button.textContent = L.switch_to;
+      button.addEventListener("click", () => show(call));
+      item.append(label, button);
+      return item;
+    }));
   }
 
   function showIncoming(call) {
@@ -165,9 +195,28 @@
     $("sp-incoming").hidden = !call;
     ring(!!call);
     if (call) {
-      $("sp-incoming-name").textContent = call.summary.peer_name || "";
+      $("sp-incoming-name").textContent = callerName(call);
       $("sp-incoming-number").textContent = call.summary.peer;
     }
+  }
+
+  // The caller as the CRM knows them (caller_info, a moment after the ring): the member's
+  // name in place of the SIP display name, marked VIP or blacklisted; else the display name.
+  function callerName(call) {
+    const member = call.member;
+    if (!member) return call.summary.peer_name || "";
+    const marks = [];
+    if (member.vip_rank > 0) marks.push(L.vip || "VIP");
+    if (member.blacklisted) marks.push(L.blacklisted || "blacklisted");
+    return marks.length ? member.name + " · " + marks.join(" · ") : member.name;
+  }
+
+  function showCallerInfo(m) {
+    const call = calls.get(m.call_id);
+    if (!call || !m.member || typeof m.member.name !== "string") return;
+    call.member = m.member;
+    if (ringing === call) $("sp-incoming-name").textContent = callerName(call);
+    if (current === call) $("sp-peer-name").textContent = callerName(call);
   }
 
   function update(summary) {
@@ -179,12 +228,21 @@
       calls.delete(summary.call_id);
       stopMedia(call);
       if (ringing === call) showIncoming(null);
-      if (current === call) { show(null); $("sp-timer").textContent = "0:00"; }
+      if (consultFrom === call) consultFrom = null;
+      if (current === call) {
+        $("sp-timer").textContent = "0:00";
+        // Back to another call of the agent's, if any (the one held for a consultation).
+        const next = [...calls.values()].find((c) => c.summary.state === "answered");
+        show(next || null);
+      } else showOthers();
       say(L.ended + (summary.reason ? " · " + reasonText(summary.reason) : ""));
       return call;
     }
     if (ringing === call && summary.state !== "ringing") showIncoming(null);
-    if (summary.direction === "outbound" || summary.state === "answered") show(call);
+    // A new outgoing call comes to the front; another call's change does not take it away.
+    if ((summary.direction === "outbound" && summary.state === "ringing" && !call.answeredAt)
+        || (summary.state === "answered" && (!current || current === call))) show(call);
+    else if (current) show(current);
     return call;
   }
 
@@ -219,6 +277,12 @@
       case "state":
         update(m);
         break;
+      case "transfer_state":
+        say((m.state === "ringing" ? L.transfer_ringing : L.transfer_trying).replace("{target}", m.target || ""));
+        break;
+      case "caller_info":
+        showCallerInfo(m);
+        break;
       case "media":
         if (m.state === "failed") say(L.connection_failed, true);
         else if (m.state === "connected") say(L.media_connected);
@@ -234,6 +298,11 @@
         break;
       case "error":
         if (m.code === "no_extension") say(L.no_extension, true);
+        else if (m.code === "transfer_failed") {
+          const why = L["transfer_status." + m.status] || L["transfer_status.other"].replace("{status}", m.status);
+          say(L.transfer_failed.replace("{target}", m.target || "").replace("{status}", why), true);
+          say(L.talking);   // no longer "transferring…": the call is back
+        }
         else if (m.code !== "bad_candidate") say(L.error + ": " + (reasonText(m.code) || m.message), true);
         break;
     }
@@ -290,6 +359,38 @@
     if (micStream) micStream.getAudioTracks().forEach((t) => { t.enabled = !muted; });
     send({ type: "mute", call_id: current.summary.call_id, muted: muted });
   });
+  // Transfers (docs/webrtc-signalling.md): blind to the number typed; consult = hold this call
+  // and dial the number, then complete (join the two parties) or make it a three-way call.
+  function transferNumber() {
+    const number = $("sp-transfer-number").value.trim();
+    if (!/^[0-9*#+]{1,32}$/.test(number)) { say(L["reason.bad_number"], true); return null; }
+    return number;
+  }
+  $("sp-blind").addEventListener("click", () => {
+    const number = transferNumber();
+    if (!current || !number) return;
+    clearAlert();
+    send({ type: "transfer", call_id: current.summary.call_id, target: number });
+  });
+  $("sp-consult").addEventListener("click", () => {
+    const number = transferNumber();
+    if (!current || !number) return;
+    clearAlert();
+    consultFrom = current;
+    if (!current.summary.held) send({ type: "hold", call_id: current.summary.call_id });
+    say(L.dialling);
+    send({ type: "dial", number: number });
+  });
+  $("sp-complete").addEventListener("click", () => {
+    if (!current || !consultFrom) return;
+    send({ type: "transfer", call_id: consultFrom.summary.call_id, to_call: current.summary.call_id });
+  });
+  $("sp-conference").addEventListener("click", () => {
+    if (!current || !consultFrom) return;
+    const first = consultFrom;
+    send({ type: "conference", call_id: first.summary.call_id, with_call: current.summary.call_id });
+  });
+
   $("sp-mic").addEventListener("change", () => {
     if (micStream) micStream.getTracks().forEach((t) => t.stop());
     micStream = null;

@@ -120,11 +120,13 @@
       }
       agentRows.set(a.id, entry);
     }
+    // An agent on a direct call (not a queue call) keeps their state but is offered nothing.
+    const direct = a.busy && labels["wb.direct_call"] ? " · " + labels["wb.direct_call"] : "";
     const texts = [a.name + " " + a.id,
-      labels["state." + a.state] + (a.reason ? " · " + labels["reason." + a.reason] : ""),
+      labels["state." + a.state] + (a.reason ? " · " + labels["reason." + a.reason] : "") + direct,
       mmss(a.in_state), a.caller || "", dash(a.calls), mmss(a.average_handle_time)];
     texts.forEach((text, i) => { if (entry.cells[i].textContent !== text) entry.cells[i].textContent = text; });
-    entry.tr.className = "agent-" + a.id + " state-" + a.state;
+    entry.tr.className = "agent-" + a.id + " state-" + a.state + (a.busy ? " direct-call" : "");
     if (entry.actions) {
       const talking = a.state === "on_call";
       entry.actions.onCall.forEach((b) => { b.disabled = !talking; });
