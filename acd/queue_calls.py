@@ -1,22 +1,18 @@
-"""Queue calls: a caller who dials a queue number waits in the ACD (hearing ringback, or — in a
-queue that answers — music and announcements, acd.queue_treatment) while it offers the call to
-agents' phones by the queue's strategy; agents log in and out with feature codes from their
-desk phones. A caller may leave a queued callback instead (a key, the queue's overflow, the
-IVR): the ACD keeps its place, acd.callback_calls places the legs when it is served, and
-acd.callbacks keeps it in the database.
+"""Queue calls: a caller who dials a queue number waits in the ACD (hearing ringback, or — in a queue that
+answers — music and announcements, acd.queue_treatment) while it offers the call to agents' phones by the
+queue's strategy; agents log in and out with feature codes from their desk phones. A caller may leave a
+queued callback instead (a key, the queue's overflow, the IVR): the ACD keeps its place,
+acd.callback_calls places the legs when it is served, and acd.callbacks keeps it in the database.
 
-This module joins the sans-IO `Acd` to calls: it turns the ACD's events into ringing and
-stopping legs, and call outcomes (answer, ring-out, hang-up) back into ACD input, and keeps
-the ACD's timers on the event loop.
+This module joins the sans-IO `Acd` to calls: it turns the ACD's events into ringing and stopping legs,
+and call outcomes (answer, ring-out, hang-up) back into ACD input, and keeps the ACD's timers on the loop.
 
-Before a call joins its queue, the CRM is asked who is calling (VIP rank, blacklist) and the
-queue log who served this caller last (sticky agent), both at once and for at most
-`LOOKUP_TIMEOUT`: a slow CRM never keeps a caller waiting longer; without an answer the call is
-queued as an ordinary one (priority 0, no preferred agent).
+Before a call joins its queue, the CRM is asked who is calling (VIP rank, blacklist) and the queue log
+who served this caller last (sticky agent), both at once and for at most `LOOKUP_TIMEOUT`: a slow CRM
+never keeps a caller waiting longer; without an answer the call is queued as an ordinary one.
 
-Supervisors act on agents and calls through the `force_*` methods (the REST API in
-webui/supervisor_api.py calls them and writes the audit log).
-"""
+Supervisors act on agents and calls through the `force_*` methods (webui/supervisor_api.py, audited);
+agents on themselves from the softphone through acd.agent_presence, told of every change by `on_agent`."""
 
 from __future__ import annotations
 
@@ -33,6 +29,7 @@ from acd.agents import Agent, AgentState, Membership, NotReadyReason
 from acd.distributor import Acd
 from acd.distributor_events import (
     AcdError,
+    AgentChanged,
     CallbackChanged,
     Connected,
     Event,
@@ -179,6 +176,7 @@ class QueueRouter:
         self.calls: dict[str, Call] = {}
         self.wallboard = Wallboard(self.acd)
         self._on_log = on_log
+        self.on_agent: Callable[[str], None] | None = None   # an agent's state changed (acd.agent_presence)
         self._timer: asyncio.TimerHandle | None = None
         self._lookups = lookups
         self._sticky = sticky
@@ -493,7 +491,7 @@ class QueueRouter:
             if agent.reason is not reason:
                 agent.reason = reason  # a new reason code for the same break
                 self.acd.log.append(QueueLogEntry(now, "NONE", "NONE", agent_id, "PAUSE", (reason.value,)))
-                self._handle([], now)
+                self._handle([AgentChanged(agent_id, agent.state, reason)], now)
             return agent.state
         self._handle(self.acd.not_ready(agent_id, reason, now), now)
         return agent.state
@@ -545,6 +543,8 @@ class QueueRouter:
                     call.overflow(event.destination, event.reason)
             elif isinstance(event, CallbackChanged) and self._store is not None:
                 self._store.save(event)
+            elif isinstance(event, AgentChanged) and self.on_agent is not None:
+                self.on_agent(event.agent_id)
         for entry in self.acd.log:
             self.wallboard.record(entry)
             if self._on_log is not None:

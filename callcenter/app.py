@@ -18,6 +18,7 @@ from pathlib import Path
 import aiosqlite
 import uvicorn
 
+from acd.agent_presence import AgentPresence
 from acd.browser_caller import BrowserDialer
 from acd.browser_ringing import SipRinging
 from acd.call_recording import CallRecorder
@@ -118,6 +119,7 @@ class Application:
         self.calls: CallManager | None = None
         self.caller_info: CallerInfoAnnouncer | None = None
         self.browser_agents: WebRtcAgents | None = None
+        self.agent_presence: AgentPresence | None = None
         self.webrtc_workers: WebRtcWorkerPool | None = None
         self.loop_lag = LoopLagMonitor()
         "How late the event loop runs what is due (/metrics: callcenter_event_loop_lag_seconds)."
@@ -310,6 +312,9 @@ class Application:
             direct = DirectCalls(self.calls, router)
             for kind in (CallAnswered, CdrWritten, CallEnded):
                 self.bus.subscribe(kind, direct.on_event)
+            # Issue #8: agents set their own state from the softphone, which shows every change of it.
+            self.agent_presence = AgentPresence(router)
+            router.on_agent = self.agent_presence.changed
         self.ivr = await wire_ivr(db=self.db, engine=self.engine, calls=self.calls, bus=self.bus,
                                   lookups=CrmBridge(self.crm) if self.crm is not None else None,
                                   data_dir=cfg.data_dir, demo=cfg.demo)
@@ -364,6 +369,7 @@ class Application:
         services = WebServices(health=self.health, metrics=self.metrics,
                                sip_websocket=self.transports.serve_websocket if self.transports else None,
                                crm=self.crm, sessions=SessionStore(self.db), browser_agents=self.browser_agents,
+                               agent_presence=self.agent_presence,
                                ivr_flows=self.ivr.flows if self.ivr is not None else None,
                                voicemail=self.voicemail.store if self.voicemail is not None else None,
                                wallboard=(self.calls.queues.wallboard.snapshot

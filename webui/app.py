@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from acd.agent_presence import AgentPresence
 from acd.ivr_store import FlowStore
 from acd.recording_index import RecordingIndex
 from acd.voicemail import VoicemailStore
@@ -69,6 +70,8 @@ class WebServices:
     caller_names: Callable[[str], str] | None = None
     #: Browser agents on WebRTC (the softphone's /ws/agent); None when not wired in.
     browser_agents: WebRtcAgents | None = None
+    #: Agents' own state (ready, not ready...) on the softphone, and its push; None without queues.
+    agent_presence: AgentPresence | None = None
     #: The IVR flows calls run (the admin's flow editor); None when the IVR is not wired in.
     ivr_flows: FlowStore | None = None
     #: The call and room recordings (list, play, download); None when calls are not wired in.
@@ -110,7 +113,7 @@ def create_app(services: WebServices) -> Starlette:
                    + KnowledgePages(pages).routes() + WorkspacePages(pages).routes() + NoticePages(pages).routes()
                    + DictionaryPages(pages).routes() + MessagePages(pages).routes()
                    + SurveyPages(pages).routes() + BackupPages(pages).routes())
-        routes += SoftphonePages(pages, services.browser_agents).routes()
+        routes += SoftphonePages(pages, services.browser_agents, services.agent_presence).routes()
         routes += IvrPages(pages, services.ivr_flows).routes()
         routes += CataloguePages(pages).routes() + ProfilePages(pages).routes()
         # REST API and its OpenAPI document (/api/openapi.json): API tokens or the browser's session.

@@ -2,6 +2,11 @@
 signalling — registration, SDP offer/answer, trickle ICE and call control — as versioned JSON
 messages (docs/webrtc-signalling.md). Call logic lives in `acd.webrtc_agents`; this module
 checks who is asking and what they sent, and translates messages to calls and back.
+
+A queue agent's own state (log in/out, ready, not ready with a reason) rides on the same socket:
+`agent_state` messages act through `acd.agent_presence` on the signed-in user's extension only,
+are written to the audit log like a supervisor's force actions, and every change of the agent's
+state (whoever made it) is pushed back as an `agent_state` message.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -17,7 +23,10 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from acd.agent_presence import AGENT_REASONS, AgentPresence, Outcome, PresenceError
 from acd.webrtc_agents import AgentCallError, WebRtcAgents
+from crm import audit
+from crm.access import Actor
 from crm.errors import CrmError
 from webui.auth import SESSION_COOKIE
 from webui.pages import Pages
@@ -42,12 +51,22 @@ CLOSE_SLOW = 4003            # the browser did not read its messages
 #: Client messages that act on one call (they carry "call_id").
 _CALL_COMMANDS = {"answer", "reject", "hangup", "hold", "unhold", "mute", "dtmf", "offer", "candidate", "transfer",
                   "conference"}
+#: The state bar's words (sp.agent.*): states, reason codes, buttons, refusals.
+_AGENT_LABELS = (["title", "login", "logout", "ready", "not_ready", "reason", "queues", "wrap_up_left", "in_state"]
+                 + [f"state.{s}" for s in ("logged_out", "ready", "not_ready", "reserved", "on_call", "wrap_up")]
+                 + [f"reason.{r}" for r in ("break", "lunch", "training", "meeting", "other", "after_call")]
+                 + [f"error.{c}" for c in ("not_an_agent", "logged_out", "on_call", "bad_state", "bad_reason",
+                                           "bad_action")])
+
+#: Writes one audit line of an agent's own state change: (actor, action, outcome).
+AuditAgent = Callable[[Actor, str, Outcome], Awaitable[None]]
 
 
 class SoftphonePages:
-    def __init__(self, pages: Pages, agents: WebRtcAgents | None) -> None:
+    def __init__(self, pages: Pages, agents: WebRtcAgents | None, presence: AgentPresence | None = None) -> None:
         self.pages = pages
         self.agents = agents
+        self.presence = presence
 
     def routes(self) -> list[Any]:
         return [Route("/softphone", self.page), WebSocketRoute("/ws/agent", self.socket)]
@@ -70,7 +89,11 @@ class SoftphonePages:
             labels[f"reason.{reason}"] = t(f"sp.reason.{reason}")
         for status in ("403", "404", "480", "486", "other"):
             labels[f"transfer_status.{status}"] = t(f"sp.transfer_status.{status}")
-        return self.pages.render(request, viewer, "softphone.html", enabled=self.agents is not None, labels=labels)
+        for key in _AGENT_LABELS:
+            labels[f"agent.{key}"] = t(f"sp.agent.{key}")
+        reasons = [(r.value, t(f"sp.agent.reason.{r.value}")) for r in AGENT_REASONS]
+        return self.pages.render(request, viewer, "softphone.html", enabled=self.agents is not None, labels=labels,
+                                 agent_reasons=reasons)
 
     # -- the agent WebSocket -------------------------------------------------------------------
 
@@ -82,19 +105,32 @@ class SoftphonePages:
             return
         token = websocket.cookies.get(SESSION_COOKIE, "")
         session = await self.pages.sessions.get(token) if token else None
-        user = None
+        user = actor = None
         if session is not None:
             try:
                 actor = await self.pages.crm.org.actor_for_user(session.user_id)
                 user = await self.pages.crm.org.get_user(actor, session.user_id)
             except CrmError:
                 user = None
-        if user is None or self.agents is None:
+        if user is None or actor is None or self.agents is None:
             await websocket.close(code=CLOSE_POLICY)
             return
         await websocket.accept()
-        connection = AgentConnection(websocket, self.agents, user.extension, user.display_name or user.username)
+        connection = AgentConnection(websocket, self.agents, user.extension, user.display_name or user.username,
+                                     presence=self.presence, actor=actor, audit_agent=self._audit_agent)
         await connection.run()
+
+    async def _audit_agent(self, actor: Actor, action: str, outcome: Outcome) -> None:
+        """The agent's own state change in the audit log, as webui.supervisor_api writes a
+        supervisor's (entity "agent", the extension as its id, the state before and after)."""
+        agent_id = str(outcome.after["agent"])
+        try:
+            async with self.pages.crm.db.transaction() as tx:
+                await audit.record(tx, self.pages.crm.clock, actor, "agent", int(agent_id) if agent_id.isdigit() else None,
+                                   f"agent_{action}", before=outcome.before, after=outcome.after)
+        except Exception:
+            # The change took effect; losing its audit line must not hide that from the agent.
+            log.exception("could not audit %s of agent %s", action, agent_id)
 
 
 def _same_origin(websocket: WebSocket) -> bool:
@@ -109,11 +145,16 @@ def _same_origin(websocket: WebSocket) -> bool:
 class AgentConnection:
     """One browser's signalling session; implements `acd.webrtc_agents.AgentClient`."""
 
-    def __init__(self, websocket: WebSocket, agents: WebRtcAgents, extension: str | None, name: str) -> None:
+    def __init__(self, websocket: WebSocket, agents: WebRtcAgents, extension: str | None, name: str, *,
+                 presence: AgentPresence | None = None, actor: Actor | None = None,
+                 audit_agent: AuditAgent | None = None) -> None:
         self.websocket = websocket
         self.agents = agents
         self.extension = extension
         self.name = name
+        self.presence = presence
+        self.actor = actor
+        self.audit_agent = audit_agent
         self.registered = False
         self.greeted = False
         self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
@@ -152,6 +193,8 @@ class AgentConnection:
         finally:
             if self.registered and self.extension is not None:
                 self.agents.unregister(self.extension, self)
+            if self.presence is not None and self.extension is not None:
+                self.presence.unsubscribe(self.extension, self)
             if self._close_code is None:
                 self._close(1000)
             with contextlib.suppress(Exception):
@@ -214,6 +257,8 @@ class AgentConnection:
             self.registered = True
             self.send({"type": "registered", "ref": ref, "extension": self.extension,
                        "calls": [call.summary() for call in calls]})
+            if self.presence is not None:
+                self.presence.subscribe(self.extension, self)   # a queue agent's state follows at once
             return
         if not self.registered:
             self._error("register_first", "register before placing or taking calls", ref)
@@ -222,6 +267,8 @@ class AgentConnection:
             await self._command(kind, message, ref)
         except AgentCallError as exc:
             self._error(exc.code, str(exc), ref, message.get("call_id") if isinstance(message.get("call_id"), str) else None)
+        except PresenceError as exc:
+            self._error(exc.code, str(exc), ref)
         except (TypeError, ValueError) as exc:
             self._error("bad_message", str(exc), ref)
 
@@ -231,6 +278,9 @@ class AgentConnection:
         if kind == "dial":
             call = agents.dial(extension, _text(message, "number"))
             self.send({"type": "call", "ref": ref, **call.summary()})
+            return
+        if kind == "agent_state":
+            await self._agent_state(message, ref)
             return
         if kind not in _CALL_COMMANDS:
             self._error("unknown_type", f"unknown message type {kind!r}", ref)
@@ -276,6 +326,23 @@ class AgentConnection:
             self.send({"type": "ok", "ref": ref, "call_id": call_id, "room": room.name})
             return
         self.send({"type": "ok", "ref": ref, "call_id": call_id})
+
+    async def _agent_state(self, message: dict[str, Any], ref: Any) -> None:
+        """The agent changes their own queue state; always the signed-in user's own extension
+        (a message naming another agent is not even read for one)."""
+        action = _text(message, "action")
+        reason = message.get("reason")
+        if reason is not None and not isinstance(reason, str):
+            raise TypeError("reason is a string (a reason code)")
+        if self.presence is None:
+            raise PresenceError("not_an_agent", "no queue is configured on this server")
+        outcome = self.presence.act(self.extension, action, reason)
+        # Audited before the reply, as the supervisors' API does: an `ok` means it is on record.
+        # (The state push does not wait for it: the ACD has changed already.)
+        if self.audit_agent is not None and self.actor is not None:
+            await self.audit_agent(self.actor, action, outcome)
+        self.send({"type": "ok", "ref": ref, "action": action, "state": outcome.after["state"],
+                   "reason": outcome.after["reason"]})
 
 
 def _text(message: dict[str, Any], name: str) -> str:

@@ -246,6 +246,70 @@
     return call;
   }
 
+  // ---------------------------------------------------------------- the queue agent's state
+  // The server pushes agent_state once after register and on every change, whoever made it
+  // (the agent, a supervisor, a desk phone's *61-*64, the ACD); the buttons only ask, and the
+  // bar moves with the push. Times are the server's: `now` gives the offset to this clock.
+  let agent = null, clockOffset = 0, agentTimer = null;
+  const agentRefs = new Set();      // refs of agent_state requests (their refusals are shown)
+  // What each state allows; the server refuses the rest anyway (docs/webrtc-signalling.md).
+  const AGENT_ACTIONS = {
+    logged_out: ["login"],
+    ready: ["not_ready", "logout"],
+    not_ready: ["ready", "not_ready", "logout"],   // not_ready again: another reason
+    reserved: ["not_ready", "logout"],             // the ringing offer goes to a colleague
+    on_call: ["logout"],                           // logged out after the call and its wrap-up
+    wrap_up: ["ready", "not_ready", "logout"],
+  };
+
+  function agentButtons(allowed) {
+    for (const button of document.querySelectorAll("#sp-agent button[data-action]")) {
+      button.disabled = !allowed.includes(button.dataset.action);
+    }
+    $("sp-agent-reason").disabled = !allowed.includes("not_ready");
+  }
+
+  function showAgent(m) {
+    agent = m;
+    clockOffset = typeof m.now === "number" ? m.now * 1000 - Date.now() : 0;
+    $("sp-agent").hidden = false;
+    const badge = $("sp-agent-state");
+    badge.textContent = L["agent.state." + m.state] || m.state;
+    badge.dataset.state = m.state;
+    const paused = m.state === "not_ready" && m.reason;
+    $("sp-agent-reason-shown").textContent = paused ? "· " + (L["agent.reason." + m.reason] || m.reason) : "";
+    const select = $("sp-agent-reason");
+    if (paused && [...select.options].some((o) => o.value === m.reason)) select.value = m.reason;
+    const names = (m.queues || []).map((q) => q.name + (q.penalty ? " (" + q.penalty + ")" : ""));
+    $("sp-agent-queues").textContent = names.length ? L["agent.queues"].replace("{queues}", names.join(", ")) : "";
+    agentButtons(AGENT_ACTIONS[m.state] || []);
+    agentClock();
+    if (!agentTimer) agentTimer = setInterval(agentClock, 500);
+  }
+
+  // Wrap-up counts down to its end; any other state shows how long it has lasted.
+  function agentClock() {
+    if (!agent) return;
+    const now = Date.now() + clockOffset;
+    let text = "";
+    if (agent.state === "wrap_up" && agent.wrap_up_until) {
+      const left = Math.max(0, Math.ceil(agent.wrap_up_until - now / 1000));
+      text = L["agent.wrap_up_left"].replace("{seconds}", left);
+    } else if (agent.since) {
+      const s = Math.max(0, Math.floor(now / 1000 - agent.since));
+      text = L["agent.in_state"].replace("{time}", Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0"));
+    }
+    $("sp-agent-clock").textContent = text;
+  }
+
+  function agentAction(action) {
+    clearAlert();
+    const message = { type: "agent_state", action: action };
+    if (action === "not_ready") message.reason = $("sp-agent-reason").value;
+    const ref = send(message);
+    if (ref !== null) agentRefs.add(ref);
+  }
+
   // ---------------------------------------------------------------- signalling
   function onMessage(m) {
     switch (m.type) {
@@ -283,6 +347,12 @@
       case "caller_info":
         showCallerInfo(m);
         break;
+      case "agent_state":
+        showAgent(m);
+        break;
+      case "ok":
+        agentRefs.delete(m.ref);
+        break;
       case "media":
         if (m.state === "failed") say(L.connection_failed, true);
         else if (m.state === "connected") say(L.media_connected);
@@ -297,7 +367,8 @@
         say(L.replaced, true);
         break;
       case "error":
-        if (m.code === "no_extension") say(L.no_extension, true);
+        if (agentRefs.delete(m.ref)) say(L["agent.error." + m.code] || m.message, true);
+        else if (m.code === "no_extension") say(L.no_extension, true);
         else if (m.code === "transfer_failed") {
           const why = L["transfer_status." + m.status] || L["transfer_status.other"].replace("{status}", m.status);
           say(L.transfer_failed.replace("{target}", m.target || "").replace("{status}", why), true);
@@ -312,6 +383,8 @@
     say(ready ? L.reconnecting : L.registering);
     ready = false;
     root.dataset.registered = "false";
+    agentButtons([]);   // until the server says the state again (after register)
+    agentRefs.clear();
     ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/agent");
     ws.onopen = () => send({ type: "hello", v: VERSION });
     ws.onmessage = (e) => onMessage(JSON.parse(e.data));
@@ -390,6 +463,10 @@
     const first = consultFrom;
     send({ type: "conference", call_id: first.summary.call_id, with_call: current.summary.call_id });
   });
+
+  for (const button of document.querySelectorAll("#sp-agent button[data-action]")) {
+    button.addEventListener("click", () => agentAction(button.dataset.action));
+  }
 
   $("sp-mic").addEventListener("change", () => {
     if (micStream) micStream.getTracks().forEach((t) => t.stop());
