@@ -19,21 +19,15 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from acd.browser_ringing import SipRinging
 from acd.webrtc_agents import WebRtcAgents
-from callcenter.database import apply_migrations, open_database
-from crm import schema
-from crm.access import SYSTEM
-from crm.db import Database
-from crm.passwords import ScryptParams
-from crm.service import Crm
+from callcenter.database import open_database
 from mediacore.codecs import get_decoder
 from mediacore.engine import MediaEngine
 from tests.browser.helpers import CHROMIUM, FLAGS
 from tests.browser.test_pages import ARTIFACTS
-from tests.browser.threaded_site import ThreadedSite
+from tests.browser.threaded_site import ThreadedSite, media_healthy, softphone_crm
 from tests.mediacore.test_webrtc_bridge import dominant_frequency
 from tests.webui.test_softphone_ws import SipCaller
 from webui.app import WebServices, create_app
-from webui.sessions import MIGRATIONS as SESSION_MIGRATIONS
 from webui.sessions import SessionStore
 
 pytestmark = pytest.mark.timeout(120)
@@ -51,17 +45,11 @@ class Site(ThreadedSite):
         conn = await open_database(self.data / "callcenter.db")
         engine = MediaEngine("127.0.0.1", 39100, 39199)  # PCM ports only: no RTP socket opened
         try:
-            await apply_migrations(conn, "crm", schema.MIGRATIONS)
-            await apply_migrations(conn, "webui", SESSION_MIGRATIONS)
-            crm = Crm.build(Database(conn), password_params=ScryptParams(log2_n=4, r=8, p=1))
-            await crm.org.create_user(SYSTEM, "agent1", "林晓", PASSWORD, roles=["agent"], extension="2001")
+            crm = await softphone_crm(conn, PASSWORD)
             await engine.start()
             agents = self.agents = WebRtcAgents(engine)
 
-            async def health() -> dict[str, bool]:
-                return {"media": True}
-
-            app = create_app(WebServices(health=health, metrics=lambda: "", crm=crm, sessions=SessionStore(conn),
+            app = create_app(WebServices(health=media_healthy, metrics=lambda: "", crm=crm, sessions=SessionStore(conn),
                                          browser_agents=agents))
             await self.serve_app(app, before_exit=agents.close)
         finally:

@@ -16,17 +16,11 @@ from acd.agent_presence import AgentPresence
 from acd.agents import AgentState
 from acd.queue_calls import QueueDefinition, QueueRouter
 from acd.webrtc_agents import WebRtcAgents
-from callcenter.database import apply_migrations, open_database
-from crm import schema
-from crm.access import SYSTEM
-from crm.db import Database
-from crm.passwords import ScryptParams
-from crm.service import Crm
+from callcenter.database import open_database
 from mediacore.engine import MediaEngine
 from tests.browser.helpers import sign_in
-from tests.browser.threaded_site import ThreadedSite
+from tests.browser.threaded_site import ThreadedSite, media_healthy, softphone_crm
 from webui.app import WebServices, create_app
-from webui.sessions import MIGRATIONS as SESSION_MIGRATIONS
 from webui.sessions import SessionStore
 
 pytestmark = pytest.mark.timeout(90)
@@ -43,10 +37,7 @@ class Site(ThreadedSite):
         conn = await open_database(self.data / "callcenter.db")
         engine = MediaEngine("127.0.0.1", 39300, 39399)  # PCM ports only: no RTP socket opened
         try:
-            await apply_migrations(conn, "crm", schema.MIGRATIONS)
-            await apply_migrations(conn, "webui", SESSION_MIGRATIONS)
-            crm = Crm.build(Database(conn), password_params=ScryptParams(log2_n=4, r=8, p=1))
-            await crm.org.create_user(SYSTEM, "agent1", "林晓", PASSWORD, roles=["agent"], extension="2001")
+            crm = await softphone_crm(conn, PASSWORD)
             await engine.start()
             agents = WebRtcAgents(engine)
             self.router = QueueRouter([QueueDefinition.from_table(
@@ -54,10 +45,7 @@ class Site(ThreadedSite):
             presence = AgentPresence(self.router)
             self.router.on_agent = presence.changed
 
-            async def health() -> dict[str, bool]:
-                return {"media": True}
-
-            app = create_app(WebServices(health=health, metrics=lambda: "", crm=crm, sessions=SessionStore(conn),
+            app = create_app(WebServices(health=media_healthy, metrics=lambda: "", crm=crm, sessions=SessionStore(conn),
                                          browser_agents=agents, supervisor=self.router, agent_presence=presence))
             await self.serve_app(app, before_exit=agents.close)
         finally:

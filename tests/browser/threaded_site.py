@@ -13,6 +13,28 @@ from pathlib import Path
 import uvicorn
 from starlette.types import ASGIApp
 
+from callcenter.database import apply_migrations
+from crm import schema
+from crm.access import SYSTEM
+from crm.db import Database
+from crm.passwords import ScryptParams
+from crm.service import Crm
+from webui.sessions import MIGRATIONS as SESSION_MIGRATIONS
+
+
+async def softphone_crm(conn, password: str) -> Crm:  # type: ignore[no-untyped-def]
+    """The CRM of the softphone pages' tests on `conn` (with the web sessions' table): agent1
+    (林晓) at extension 2001, signing in with `password`."""
+    await apply_migrations(conn, "crm", schema.MIGRATIONS)
+    await apply_migrations(conn, "webui", SESSION_MIGRATIONS)
+    crm = Crm.build(Database(conn), password_params=ScryptParams(log2_n=4, r=8, p=1))
+    await crm.org.create_user(SYSTEM, "agent1", "林晓", password, roles=["agent"], extension="2001")
+    return crm
+
+
+async def media_healthy() -> dict[str, bool]:
+    return {"media": True}
+
 
 class ThreadedSite:
     def __init__(self, data: Path) -> None:
